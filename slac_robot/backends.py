@@ -1,0 +1,126 @@
+"""The one place where config becomes objects: backend parts, task, safety filter, policy.
+
+Hydra configs stop here: everything built below gets plain keyword arguments. Each backend is a
+function returning its Robot, agent Camera, ControlClock and (optional) view Camera; nothing
+else in the package asks which backend it runs on.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+from omegaconf import DictConfig, OmegaConf
+
+from slac_robot.env import ValveTurnEnv
+from slac_robot.config import ConfigError
+from slac_robot.interfaces import Camera, ControlClock, Robot
+from slac_robot.policies import Policy, RandomPolicy, ScriptedTurnPolicy
+from slac_robot.safety import ActionFilter
+from slac_robot.tasks import RewardWeights, ValveTurnTask
+
+
+class BackendParts(NamedTuple):
+    robot: Robot
+    camera: Camera
+    clock: ControlClock
+    view_camera: Camera | None
+
+
+def _plain(cfg: DictConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def _sim_parts(backend: dict[str, Any], camera: dict[str, Any], with_view: bool) -> BackendParts:
+    # Imported here: importing the sim backend picks an OpenGL platform and loads MuJoCo.
+    from slac_robot.sim import SimCamera, SimClock, SimRobot, ValveSimulation
+    from slac_robot.sim.scene import AGENT_CAMERA, VIEW_CAMERA, CameraPose
+
+    def pose(c: dict[str, Any]) -> CameraPose:
+        return CameraPose(tuple(c["pos_m"]), tuple(c["lookat_m"]), c["fovy_deg"])
+
+    agent, view = backend["agent_camera"], backend["view_camera"]
+    simulation = ValveSimulation(
+        physics_timestep_s=backend["physics_timestep_s"],
+        substeps=backend["substeps"],
+        agent_camera=pose(agent),
+        view_camera=pose(view),
+        goal_marker_radius_m=backend["goal_marker_radius_m"],
+    )
+    robot = SimRobot(
+        simulation,
+        torque_constant_nm_per_a=backend["torque_constant_nm_per_a"],
+        ambient_temperature_c=backend["ambient_temperature_c"],
+    )
+    agent_camera = SimCamera(
+        simulation, AGENT_CAMERA, camera["width_px"], camera["height_px"], visual=agent["visual"]
+    )
+    view_camera = None
+    if with_view:
+        view_camera = SimCamera(
+            simulation,
+            VIEW_CAMERA,
+            view["width_px"],
+            view["height_px"],
+            visual=view["visual"],
+            multisamples=view["multisamples"],
+            shadows=view["shadows"],
+        )
+    return BackendParts(robot, agent_camera, SimClock(simulation), view_camera)
+
+
+BACKENDS: dict[str, Callable[[dict[str, Any], dict[str, Any], bool], BackendParts]] = {
+    "sim": _sim_parts,
+}
+
+
+def make_task(task: DictConfig) -> ValveTurnTask:
+    """Builds the valve-turning task from the `task` config group."""
+    kwargs = _plain(task)
+    reward = kwargs.pop("reward")
+    try:
+        weights = RewardWeights(**reward)
+    except TypeError as error:
+        raise ConfigError(f"task.reward: {error}; the valid keys are those of RewardWeights") from None
+    return ValveTurnTask(reward=weights, **kwargs)
+
+
+def make_action_filter(safety: DictConfig) -> ActionFilter:
+    """Builds the action filter from the `safety` config section."""
+    return ActionFilter(safety.joint_lower_rad, safety.joint_upper_rad)
+
+
+def make_env(cfg: DictConfig, render: bool = False) -> ValveTurnEnv:
+    """Assembles the environment for cfg.backend, cfg.task, cfg.camera and cfg.safety.
+
+    render: also build the third-person view camera, for `env.render()` and videos."""
+    name = cfg.backend.name
+    if name not in BACKENDS:
+        raise ConfigError(f"backend.name={name!r} is not one of: {', '.join(BACKENDS)}")
+    task = make_task(cfg.task)
+    action_filter = make_action_filter(cfg.safety)
+    camera = _plain(cfg.camera)
+    parts = BACKENDS[name](_plain(cfg.backend), camera, render)
+    return ValveTurnEnv(
+        robot=parts.robot,
+        camera=parts.camera,
+        clock=parts.clock,
+        task=task,
+        action_filter=action_filter,
+        image_shape=(camera["height_px"], camera["width_px"], 3),
+        frame_max_age_s=camera["frame_max_age_s"],
+        view_camera=parts.view_camera,
+        render_mode="rgb_array" if render else None,
+    )
+
+
+def make_policy(policy: DictConfig, env: ValveTurnEnv) -> Policy:
+    """Builds the rollout policy from the `policy` config group."""
+    kwargs = _plain(policy)
+    name = kwargs.pop("name")
+    if name == "random":
+        return RandomPolicy(env.action_space.shape[0])
+    if name == "scripted":
+        return ScriptedTurnPolicy(
+            env.action_filter, hold_within_rad=env.task.success_threshold_rad, **kwargs
+        )
+    raise ConfigError(f"policy.name={name!r} is not one of: random, scripted")

@@ -1,0 +1,66 @@
+"""Loading the hydra configs under configs/, and the errors and checks for bad values."""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any, Sequence
+
+from hydra import compose, initialize_config_module
+from hydra.errors import HydraException, MissingConfigException
+from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
+
+CONFIG_MODULE = "slac_robot.configs"
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the key, the value and the fix."""
+
+
+def require_positive_int(key: str, value: Any) -> int:
+    """Returns value as an int, or raises ConfigError naming `key` when it is not an int >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{key} must be a positive integer, got {value!r}")
+    return value
+
+
+def require_positive(key: str, value: Any) -> float:
+    """Returns value as a float, or raises ConfigError naming `key` when it is not a number > 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigError(f"{key} must be a number > 0, got {value!r}")
+    return float(value)
+
+
+def group_options(group: str) -> list[str]:
+    """The selectable options of a config group (files starting with `_` are shared parts)."""
+    import slac_robot.configs
+
+    folder = pathlib.Path(slac_robot.configs.__file__).parent / group
+    return sorted(p.stem for p in folder.glob("*.yaml") if not p.stem.startswith("_"))
+
+
+def load_config(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
+    """Composes configs/<config_name>.yaml with hydra command-line overrides.
+
+    Raises ConfigError with a one-line message for an unknown group option, an unknown key or a
+    malformed override."""
+    try:
+        with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+            return compose(config_name=config_name, overrides=list(overrides))
+    except MissingConfigException as error:
+        group = (error.missing_cfg_file or "").split("/")[0]
+        if error.options is not None or group:
+            options = error.options or group_options(group)
+            options = [o for o in options if not o.startswith("_")]
+            chosen = (error.missing_cfg_file or "").split("/", 1)[-1]
+            raise ConfigError(
+                f"{group}={chosen} is not an option; choose one of: {', '.join(options)}"
+            ) from None
+        raise ConfigError(_first_line(error)) from None
+    except (HydraException, OmegaConfBaseException) as error:
+        raise ConfigError(_first_line(error)) from None
+
+
+def _first_line(error: Exception) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return " ".join(lines[:2]) if lines else type(error).__name__

@@ -1,0 +1,100 @@
+"""The interfaces shared by the simulated and the real D'Claw.
+
+Everything above this file (the environment, the safety layer, the session runtime) talks to a
+Robot, a Camera and a ControlClock and never asks which backend it drives. `slac_robot.backends`
+is the one place that picks the implementations from config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RobotState:
+    """One reading of the claw and the valve, in joint units, with the time it was taken.
+
+    joint_pos_rad, joint_vel_rad_s, joint_current_a, joint_temperature_c: shape (9,), joints in
+        the order FF (top, middle, bottom), MF, TH, as ROBEL numbers them.
+    joint_error_flags: shape (9,) uint8, each motor's Hardware Error Status bits (0 = healthy).
+    valve_pos_rad: the valve angle, unwrapped (it may leave [-pi, pi] after whole turns).
+    stamp_s: when the reading was taken, on the backend's clock (see ControlClock.now_s).
+    """
+
+    joint_pos_rad: np.ndarray
+    joint_vel_rad_s: np.ndarray
+    joint_current_a: np.ndarray
+    joint_temperature_c: np.ndarray
+    joint_error_flags: np.ndarray
+    valve_pos_rad: float
+    stamp_s: float
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One camera image: uint8 HxWx3 RGB, the time it was captured, and its running index."""
+
+    image: np.ndarray
+    stamp_s: float
+    index: int
+
+
+@runtime_checkable
+class Robot(Protocol):
+    """A D'Claw with a valve: read the state, command joint targets, show the goal."""
+
+    def read(self) -> RobotState:
+        """Returns a fresh reading of joints and valve."""
+
+    def command(self, joint_targets_rad: np.ndarray) -> None:
+        """Sends position targets (shape (9,), radians); they must already be safe."""
+
+    def reset(self, joint_pos_rad: np.ndarray, valve_pos_rad: float) -> RobotState:
+        """Brings the claw to a joint pose and the valve to an angle; returns the state reached.
+
+        The simulation places them exactly; hardware moves there (the safety issue's reset)."""
+
+    def show_goal(self, goal_rad: float) -> None:
+        """Makes the goal visible to the camera (sim: the marker; hardware: the guide motor)."""
+
+    def set_torque(self, enabled: bool) -> None:
+        """Enables or disables the joint motors' torque."""
+
+    def close(self) -> None:
+        """Leaves the robot safe (torque off) and releases it."""
+
+
+@runtime_checkable
+class Camera(Protocol):
+    """A source of RGB frames at the agent's resolution."""
+
+    def read(self, max_age_s: float) -> Frame:
+        """Returns the newest frame; raises StaleFrameError when it is older than max_age_s."""
+
+    def close(self) -> None:
+        """Releases the device or the renderer."""
+
+
+@runtime_checkable
+class ControlClock(Protocol):
+    """Time for the control loop: one tick is one control period.
+
+    The simulation's clock advances the physics by one period; a hardware clock waits for the
+    next period on the wall clock. The environment only calls `tick`."""
+
+    @property
+    def period_s(self) -> float:
+        """The control period in seconds."""
+
+    def now_s(self) -> float:
+        """The current time on this backend's clock."""
+
+    def tick(self) -> None:
+        """Lets one control period pass."""
+
+
+class StaleFrameError(RuntimeError):
+    """A camera's newest frame is older than the caller accepts."""

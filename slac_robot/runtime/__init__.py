@@ -1,0 +1,1 @@
+"""Running episodes: the rollout loop, its metrics and videos."""

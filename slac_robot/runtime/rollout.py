@@ -1,0 +1,103 @@
+"""Running episodes with a fixed policy: per-episode metrics, progress bar, videos."""
+
+from __future__ import annotations
+
+import csv
+import pathlib
+from dataclasses import asdict, dataclass
+
+from tqdm import tqdm
+
+from slac_robot.env import ValveTurnEnv
+from slac_robot.policies import Policy
+from slac_robot.runtime.video import VideoWriter
+
+
+@dataclass(frozen=True)
+class EpisodeMetrics:
+    """What one episode achieved: return, final |valve - goal|, success, steps."""
+
+    episode: int
+    goal_rad: float
+    initial_valve_rad: float
+    episode_return: float
+    final_abs_error_rad: float
+    success: bool
+    steps: int
+    refused_actions: int
+
+
+def run_episodes(
+    env: ValveTurnEnv,
+    policy: Policy,
+    episodes: int,
+    seed: int,
+    out_dir: pathlib.Path,
+    agent_video: bool,
+    agent_video_scale: int,
+    view_video: bool,
+) -> list[EpisodeMetrics]:
+    """Runs `episodes` episodes, seeded seed, seed+1, ...; writes into out_dir:
+
+    episodes.csv                  one row of EpisodeMetrics per episode (written as it ends);
+    episode_NNN_agent.mp4         the agent camera, when agent_video;
+    episode_NNN_view.mp4          the third-person camera, when view_video (needs env.render()).
+    Returns the metrics."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fps = 1.0 / env.clock.period_s
+    results: list[EpisodeMetrics] = []
+    fields = list(EpisodeMetrics.__dataclass_fields__)
+    with open(out_dir / "episodes.csv", "w", newline="") as csv_file, tqdm(
+        total=episodes * env.task.episode_steps, unit="step", desc="rollout"
+    ) as progress:
+        rows = csv.DictWriter(csv_file, fieldnames=fields)
+        rows.writeheader()
+        for episode in range(episodes):
+            videos = {}
+            if agent_video:
+                videos["agent"] = VideoWriter(out_dir / f"episode_{episode:03d}_agent.mp4", fps, agent_video_scale)
+            if view_video:
+                videos["view"] = VideoWriter(out_dir / f"episode_{episode:03d}_view.mp4", fps)
+            try:
+                metrics = _run_one(env, policy, episode, seed + episode, videos, progress)
+            finally:
+                for video in videos.values():
+                    video.close()
+            results.append(metrics)
+            rows.writerow(asdict(metrics))
+            csv_file.flush()
+            progress.set_postfix(success=f"{sum(r.success for r in results)}/{len(results)}")
+    return results
+
+
+def _run_one(env, policy, episode, seed, videos, progress) -> EpisodeMetrics:
+    observation, info = env.reset(seed=seed)
+    policy.reset(seed)
+    initial_valve_rad = info["valve_rad"]
+    refused_before = info["refused_actions"]
+    _record(env, observation, videos)
+    total, truncated, terminated, steps = 0.0, False, False, 0
+    while not (terminated or truncated):
+        action = policy.act(observation, info)
+        observation, reward, terminated, truncated, info = env.step(action)
+        total += reward
+        steps += 1
+        _record(env, observation, videos)
+        progress.update(1)
+    return EpisodeMetrics(
+        episode=episode,
+        goal_rad=info["goal_rad"],
+        initial_valve_rad=initial_valve_rad,
+        episode_return=total,
+        final_abs_error_rad=abs(info["error_rad"]),
+        success=bool(info["success"]),
+        steps=steps,
+        refused_actions=info["refused_actions"] - refused_before,
+    )
+
+
+def _record(env, observation, videos) -> None:
+    if "agent" in videos:
+        videos["agent"].append(observation["image"])
+    if "view" in videos:
+        videos["view"].append(env.render())

@@ -1,0 +1,74 @@
+"""One MuJoCo model and its state, shared by the simulated robot, cameras and clock."""
+
+from __future__ import annotations
+
+import mujoco
+import numpy as np
+
+from slac_robot.config import require_positive, require_positive_int
+from slac_robot.sim import scene
+
+
+class ValveSimulation:
+    """The valve scene's MjModel and MjData, with the indices of the claw and the valve.
+
+    physics_timestep_s: MuJoCo's step (ROBEL: 2.5 ms).
+    substeps: physics steps per control period (ROBEL: 40, i.e. 10 Hz control).
+    agent_camera, view_camera, goal_marker_radius_m: see `scene.build_valve_scene_xml`.
+    """
+
+    def __init__(
+        self,
+        physics_timestep_s: float,
+        substeps: int,
+        agent_camera: scene.CameraPose,
+        view_camera: scene.CameraPose,
+        goal_marker_radius_m: float,
+    ):
+        require_positive("backend.physics_timestep_s", physics_timestep_s)
+        require_positive_int("backend.substeps", substeps)
+        self.model = scene.load_valve_model(
+            agent_camera, view_camera, goal_marker_radius_m, physics_timestep_s
+        )
+        self.data = mujoco.MjData(self.model)
+        self.substeps = int(substeps)
+        self.claw_qpos_index = np.array(
+            [self.model.jnt_qposadr[self.model.joint(name).id] for name in scene.CLAW_JOINTS]
+        )
+        self.claw_qvel_index = np.array(
+            [self.model.jnt_dofadr[self.model.joint(name).id] for name in scene.CLAW_JOINTS]
+        )
+        self.claw_actuator_index = np.array(
+            [self.model.actuator(name).id for name in scene.CLAW_JOINTS]
+        )
+        valve = self.model.joint(scene.VALVE_JOINT).id
+        self.valve_qpos_index = int(self.model.jnt_qposadr[valve])
+        self.valve_qvel_index = int(self.model.jnt_dofadr[valve])
+        self.goal_mocap_index = int(self.model.body_mocapid[self.model.body(scene.GOAL_BODY).id])
+        mujoco.mj_forward(self.model, self.data)
+
+    @property
+    def period_s(self) -> float:
+        """The control period: physics step x substeps."""
+        return self.model.opt.timestep * self.substeps
+
+    def step_period(self) -> None:
+        """Advances the physics by one control period."""
+        mujoco.mj_step(self.model, self.data, nstep=self.substeps)
+
+
+class SimClock:
+    """The ControlClock of the simulation: a tick advances the physics by one control period."""
+
+    def __init__(self, simulation: ValveSimulation):
+        self._sim = simulation
+
+    @property
+    def period_s(self) -> float:
+        return self._sim.period_s
+
+    def now_s(self) -> float:
+        return float(self._sim.data.time)
+
+    def tick(self) -> None:
+        self._sim.step_period()

@@ -1,0 +1,223 @@
+"""The D'Claw valve scene: ROBEL's MJCF from the `robel` wheel, made loadable and camera-ready.
+
+The `robel` wheel (installed with `--no-deps`) ships the scene files, but its Python code needs
+gym and mujoco-py, so we locate the files without importing it. Its XML files carry an
+`<?xml ...?>` declaration after a licence comment, which current MuJoCo rejects; we parse each
+file ourselves, expand `<include>` elements in Python and hand MuJoCo one XML string.
+
+On top of ROBEL's scene we add what the agent needs (see `build_valve_scene`):
+- a camera of our own, beside the station, that sees the fingers, the valve and the goal;
+- the goal marker as a mocap body raised above the floor so that the camera sees it;
+- opaque colours on the collision primitives, the "light" visual model the agent camera renders
+  (the visual meshes hold ~159k triangles, far too many for fast CPU rendering).
+ROBEL's hardware-overlay chain (a ghost claw in geom group 3, nine extra joints) is left out.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+
+import mujoco
+import numpy as np
+
+ROBEL_SCENE = "dclaw/assets/dclaw3xh_valve3_v0.xml"
+OVERLAY_INCLUDE = "chain3xh_overlay.xml"
+
+# Names in ROBEL's scene that the rest of the package relies on.
+CLAW_JOINTS = (
+    "FFJ10", "FFJ11", "FFJ12",
+    "MFJ20", "MFJ21", "MFJ22",
+    "THJ30", "THJ31", "THJ32",
+)
+VALVE_JOINT = "valve_OBJRx"
+GOAL_BODY = "target"
+AGENT_CAMERA = "agent"
+VIEW_CAMERA = "view"
+
+# Geom groups in ROBEL's files: 1 visual meshes, 2 station visuals, 4 collision primitives.
+COLLISION_GROUP = 4
+# The group our markers (goal marker, valve mark) live in, shown by both visual models.
+MARKER_GROUP = 5
+
+
+class SceneAssetsNotFound(RuntimeError):
+    """The `robel` wheel, which carries the D'Claw scene files, is not installed."""
+
+
+def robel_root() -> pathlib.Path:
+    """Returns the folder of the installed `robel` package, without importing it."""
+    spec = importlib.util.find_spec("robel")
+    if spec is None or not spec.submodule_search_locations:
+        raise SceneAssetsNotFound(
+            "The D'Claw scene files come from the `robel` wheel, which is not installed. "
+            "Install it without its dependencies: pip install --no-deps robel==0.1.2"
+        )
+    root = pathlib.Path(next(iter(spec.submodule_search_locations)))
+    if not (root / ROBEL_SCENE).is_file():
+        raise SceneAssetsNotFound(
+            f"`robel` is installed at {root} but {ROBEL_SCENE} is missing; reinstall it: "
+            "pip install --force-reinstall --no-deps robel==0.1.2"
+        )
+    return root
+
+
+def _parse(path: pathlib.Path) -> ET.Element:
+    """Parses an MJCF file, dropping an XML declaration that follows a comment."""
+    text = path.read_text()
+    start = text.find("<?xml")
+    if start >= 0:
+        end = text.index("?>", start) + 2
+        text = text[:start] + text[end:]
+    return ET.fromstring(text)
+
+
+def _expand_includes(element: ET.Element, folder: pathlib.Path, skip: tuple[str, ...]) -> None:
+    """Replaces each <include file=...> below `element` by the included file's children."""
+    for index, child in reversed(list(enumerate(element))):
+        if child.tag == "include":
+            path = (folder / child.attrib["file"]).resolve()
+            element.remove(child)
+            if path.name in skip:
+                continue
+            included = _parse(path)
+            _expand_includes(included, path.parent, skip)
+            for offset, grandchild in enumerate(included):
+                element.insert(index + offset, grandchild)
+        else:
+            _expand_includes(child, folder, skip)
+
+
+@dataclass(frozen=True)
+class CameraPose:
+    """A fixed camera looking at a point: position and target in metres (world frame)."""
+
+    pos_m: tuple[float, float, float]
+    lookat_m: tuple[float, float, float]
+    fovy_deg: float
+
+
+def _xyaxes(pos: np.ndarray, lookat: np.ndarray) -> str:
+    """The MJCF `xyaxes` of a camera at `pos` looking at `lookat` with the world z up."""
+    forward = lookat - pos
+    forward /= np.linalg.norm(forward)
+    right = np.cross(forward, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    up = np.cross(right, forward)
+    return " ".join(f"{v:.6f}" for v in (*right, *up))
+
+
+def _add_camera(worldbody: ET.Element, name: str, pose: CameraPose) -> None:
+    pos = np.asarray(pose.pos_m, dtype=float)
+    ET.SubElement(
+        worldbody,
+        "camera",
+        name=name,
+        pos=" ".join(f"{v:.6f}" for v in pos),
+        xyaxes=_xyaxes(pos, np.asarray(pose.lookat_m, dtype=float)),
+        fovy=f"{pose.fovy_deg:.3f}",
+    )
+
+
+def build_valve_scene_xml(
+    agent_camera: CameraPose,
+    view_camera: CameraPose,
+    goal_marker_radius_m: float,
+) -> str:
+    """Returns the MJCF of ROBEL's dclaw3xh_valve3 scene with our camera, marker and colours.
+
+    agent_camera: the camera the agent sees through (rendered with the light visual model).
+    view_camera: a third-person camera for videos (rendered with ROBEL's meshes).
+    goal_marker_radius_m: distance from the valve axis to the middle of the goal marker; it must
+        lie outside the valve's arms so that the valve never hides it.
+    """
+    root_dir = robel_root()
+    scene = root_dir / ROBEL_SCENE
+    root = _parse(scene)
+    _expand_includes(root, scene.parent, skip=(OVERLAY_INCLUDE,))
+
+    for compiler in root.iter("compiler"):
+        for key in ("meshdir", "texturedir"):
+            if key in compiler.attrib:
+                compiler.attrib[key] = str((scene.parent / compiler.attrib[key]).resolve())
+
+    # Expanded includes leave several <worldbody> sections (MJCF merges them); ours is the last.
+    worldbody = root.findall("worldbody")[-1]
+
+    # The goal marker: ROBEL's `target` body holds a thin capsule at z=0, under the valve.
+    # We make it a mocap body (its pose is state, set per episode) and give it a marker
+    # outside the valve's reach, flat on the station, pointing at the goal angle.
+    target = next(b for b in root.iter("body") if b.get("name") == GOAL_BODY)
+    target.set("mocap", "true")
+    for site in list(target):
+        target.remove(site)
+    ET.SubElement(
+        target,
+        "geom",
+        name="goal_marker",
+        type="box",
+        size="0.025 0.010 0.002",
+        pos=f"{goal_marker_radius_m:.4f} 0 0.002",
+        rgba="0.1 0.85 0.1 1",
+        contype="0",
+        conaffinity="0",
+        group=str(MARKER_GROUP),
+    )
+
+    # A bright stripe on top of the valve shows its angle in both visual models
+    # (the valve points along +x of the world at angle 0, as ROBEL's `valve_mark` does).
+    valve = next(b for b in root.iter("body") if b.get("name") == "valve")
+    ET.SubElement(
+        valve,
+        "geom",
+        name="valve_marker",
+        type="capsule",
+        size="0.006 0.025",
+        pos="0 0.045 0.077",
+        euler="1.5708 0 0",
+        rgba="0.9 0.15 0.1 1",
+        contype="0",
+        conaffinity="0",
+        group=str(MARKER_GROUP),
+    )
+
+    _add_camera(worldbody, AGENT_CAMERA, agent_camera)
+    _add_camera(worldbody, VIEW_CAMERA, view_camera)
+    return ET.tostring(root, encoding="unicode")
+
+
+def load_valve_model(
+    agent_camera: CameraPose,
+    view_camera: CameraPose,
+    goal_marker_radius_m: float,
+    physics_timestep_s: float,
+) -> mujoco.MjModel:
+    """Compiles the valve scene (see `build_valve_scene_xml`) with the given physics step."""
+    xml = build_valve_scene_xml(agent_camera, view_camera, goal_marker_radius_m)
+    model = mujoco.MjModel.from_xml_string(xml)
+    model.opt.timestep = physics_timestep_s
+    # Opaque colours for the collision primitives, which are the agent's visual model:
+    # dark claw links, light valve; ROBEL draws them as translucent blue debug shapes.
+    claw_body_ids = {model.body(name).id for name in _claw_body_names(model)}
+    for geom_id in range(model.ngeom):
+        if model.geom_group[geom_id] != COLLISION_GROUP:
+            continue
+        model.geom_matid[geom_id] = -1
+        on_claw = model.geom_bodyid[geom_id] in claw_body_ids
+        model.geom_rgba[geom_id] = (0.25, 0.25, 0.3, 1.0) if on_claw else (0.95, 0.95, 0.9, 1.0)
+    return model
+
+
+def _claw_body_names(model: mujoco.MjModel) -> list[str]:
+    """Bodies of the claw: the subtree under ROBEL's `dClaw` body."""
+    root_id = model.body("dClaw").id
+    names = []
+    for body_id in range(model.nbody):
+        walk = body_id
+        while walk not in (0, root_id):
+            walk = model.body_parentid[walk]
+        if walk == root_id:
+            names.append(model.body(body_id).name)
+    return names

@@ -1,0 +1,138 @@
+"""Valve turning, as in ROBEL's D'Claw turn task: goals, reward terms, success.
+
+The task knows nothing of backends: it reads RobotStates and says where an episode starts, what
+the goal is, and how well the claw is doing. Angles are in radians; the goal is shown to the
+camera by the Robot (`show_goal`) and given to the agent as (cos, sin).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from slac_robot.config import ConfigError, require_positive, require_positive_int
+from slac_robot.interfaces import RobotState
+
+GOAL_SETTINGS = ("fixed", "three_goal", "random")
+THREE_GOALS_RAD = (-math.pi / 2, 0.0, math.pi / 2)
+
+
+def wrap_to_pi(angle_rad: float) -> float:
+    """Maps an angle to [-pi, pi)."""
+    return (angle_rad + math.pi) % (2 * math.pi) - math.pi
+
+
+@dataclass(frozen=True)
+class RewardWeights:
+    """ROBEL's turn reward: -w_dist|err| - w_pose||q - q_reset|| - w_vel||fast qvel|| + bonuses.
+
+    fast qvel are the joint velocities with |qvel| >= joint_vel_threshold_rad_s; the small and
+    big bonuses are paid while |err| is below their thresholds."""
+
+    target_dist: float = 5.0
+    pose_diff: float = 1.0
+    joint_vel: float = 1.0
+    joint_vel_threshold_rad_s: float = 0.5
+    bonus_small: float = 10.0
+    bonus_small_threshold_rad: float = 0.25
+    bonus_big: float = 50.0
+    bonus_big_threshold_rad: float = 0.10
+
+
+class ValveTurnTask:
+    """Turn the valve to a goal angle.
+
+    goal_setting: "fixed" (always fixed_goal_rad), "three_goal" (uniform over -pi/2, 0, pi/2) or
+        "random" (uniform in random_goal_range_rad).
+    initial_valve_rad: the valve's angle at the start of an episode, or None for uniform in
+        initial_valve_range_rad.
+    reset_pose_rad: the claw's joint pose at the start of an episode, shape (9,).
+    episode_steps: control steps per episode.
+    success_threshold_rad: the episode succeeds when the final |valve - goal| is below it.
+    """
+
+    def __init__(
+        self,
+        goal_setting: str,
+        fixed_goal_rad: float,
+        random_goal_range_rad: tuple[float, float],
+        initial_valve_rad: float | None,
+        initial_valve_range_rad: tuple[float, float],
+        reset_pose_rad: np.ndarray,
+        episode_steps: int,
+        success_threshold_rad: float,
+        reward: RewardWeights,
+    ):
+        if goal_setting not in GOAL_SETTINGS:
+            raise ConfigError(
+                f"task.goal_setting={goal_setting!r} is not one of: {', '.join(GOAL_SETTINGS)}"
+            )
+        episode_steps = require_positive_int("task.episode_steps", episode_steps)
+        for key, (low, high) in (
+            ("random_goal_range_rad", random_goal_range_rad),
+            ("initial_valve_range_rad", initial_valve_range_rad),
+        ):
+            if not low <= high:
+                raise ConfigError(f"task.{key} must be [low, high] with low <= high, got {[low, high]}")
+        require_positive("task.success_threshold_rad", success_threshold_rad)
+        reset_pose_rad = np.asarray(reset_pose_rad, dtype=np.float64)
+        if reset_pose_rad.shape != (9,):
+            raise ConfigError(
+                f"task.reset_pose_rad must hold 9 joint angles, got {reset_pose_rad.shape[0]}"
+            )
+        self.goal_setting = goal_setting
+        self.fixed_goal_rad = float(fixed_goal_rad)
+        self.random_goal_range_rad = (float(random_goal_range_rad[0]), float(random_goal_range_rad[1]))
+        self.initial_valve_rad = None if initial_valve_rad is None else float(initial_valve_rad)
+        self.initial_valve_range_rad = (
+            float(initial_valve_range_rad[0]),
+            float(initial_valve_range_rad[1]),
+        )
+        self.reset_pose_rad = reset_pose_rad
+        self.episode_steps = int(episode_steps)
+        self.success_threshold_rad = float(success_threshold_rad)
+        self.reward_weights = reward
+
+    def sample_goal(self, rng: np.random.Generator) -> float:
+        """Draws the goal angle of a new episode."""
+        if self.goal_setting == "fixed":
+            return self.fixed_goal_rad
+        if self.goal_setting == "three_goal":
+            return THREE_GOALS_RAD[rng.integers(len(THREE_GOALS_RAD))]
+        return float(rng.uniform(*self.random_goal_range_rad))
+
+    def sample_initial_valve(self, rng: np.random.Generator) -> float:
+        """Draws the valve angle a new episode starts from."""
+        if self.initial_valve_rad is not None:
+            return self.initial_valve_rad
+        return float(rng.uniform(*self.initial_valve_range_rad))
+
+    @staticmethod
+    def goal_features(goal_rad: float) -> np.ndarray:
+        """The goal as the agent sees it: (cos, sin), float32."""
+        return np.array([math.cos(goal_rad), math.sin(goal_rad)], dtype=np.float32)
+
+    @staticmethod
+    def error_rad(state: RobotState, goal_rad: float) -> float:
+        """Signed angle from the valve to the goal, wrapped to [-pi, pi)."""
+        return wrap_to_pi(goal_rad - state.valve_pos_rad)
+
+    def reward_terms(self, state: RobotState, goal_rad: float) -> dict[str, float]:
+        """ROBEL's named reward terms for one state; the reward is their sum."""
+        w = self.reward_weights
+        dist = abs(self.error_rad(state, goal_rad))
+        vel = state.joint_vel_rad_s
+        fast = vel[np.abs(vel) >= w.joint_vel_threshold_rad_s]
+        return {
+            "target_dist_cost": -w.target_dist * dist,
+            "pose_diff_cost": -w.pose_diff * float(np.linalg.norm(state.joint_pos_rad - self.reset_pose_rad)),
+            "joint_vel_cost": -w.joint_vel * float(np.linalg.norm(fast)),
+            "bonus_small": w.bonus_small * float(dist < w.bonus_small_threshold_rad),
+            "bonus_big": w.bonus_big * float(dist < w.bonus_big_threshold_rad),
+        }
+
+    def is_success(self, state: RobotState, goal_rad: float) -> bool:
+        """Whether the valve is within the success threshold of the goal."""
+        return abs(self.error_rad(state, goal_rad)) < self.success_threshold_rad
