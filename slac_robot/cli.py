@@ -30,6 +30,8 @@ def rollout(cfg: DictConfig) -> int:
     from slac_robot.runtime.rollout import run_episodes
 
     episodes = require_positive_int("episodes", cfg.episodes)
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
+        raise ConfigError(f"seed must be an integer >= 0, got {cfg.seed!r}")
     require_positive_int("video.agent_scale", cfg.video.agent_scale)
     out_dir = _run_dir(cfg, "rollout")
     env = make_env(cfg, render=bool(cfg.video.view))

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 from hydra import compose, initialize_config_module
 from hydra.errors import HydraException, MissingConfigException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 CONFIG_MODULE = "slac_robot.configs"
@@ -42,11 +42,13 @@ def group_options(group: str) -> list[str]:
 def load_config(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
     """Composes configs/<config_name>.yaml with hydra command-line overrides.
 
-    Raises ConfigError with a one-line message for an unknown group option, an unknown key or a
-    malformed override."""
+    Raises ConfigError with a one-line message for an unknown group option, an unknown key, a
+    malformed override, or a value whose type differs from the declared one (text for a number)."""
+    group_choices = [o for o in overrides if "=" in o and o.split("=", 1)[0] in _groups()]
     try:
         with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-            return compose(config_name=config_name, overrides=list(overrides))
+            cfg = compose(config_name=config_name, overrides=list(overrides))
+            declared = compose(config_name=config_name, overrides=group_choices)
     except MissingConfigException as error:
         group = (error.missing_cfg_file or "").split("/")[0]
         if error.options is not None or group:
@@ -59,6 +61,43 @@ def load_config(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
         raise ConfigError(_first_line(error)) from None
     except (HydraException, OmegaConfBaseException) as error:
         raise ConfigError(_first_line(error)) from None
+    _check_types(OmegaConf.to_container(declared), OmegaConf.to_container(cfg), prefix="")
+    return cfg
+
+
+def _groups() -> set[str]:
+    import slac_robot.configs
+
+    root = pathlib.Path(slac_robot.configs.__file__).parent
+    return {p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("_")}
+
+
+def _kind(value: Any) -> str | None:
+    """The type a config value declares: "bool", "number", "list", "dict", or None (anything)."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, (list, dict)):
+        return type(value).__name__
+    return None
+
+
+def _check_types(declared: Any, given: Any, prefix: str) -> None:
+    """Raises ConfigError where `given` puts a value of another kind than `declared` has."""
+    kind = _kind(declared)
+    if kind is None:
+        return
+    if kind != _kind(given):
+        raise ConfigError(f"{prefix} expects a {kind}, got {given!r}")
+    if kind == "dict":
+        for key, value in declared.items():
+            if key in given:
+                _check_types(value, given[key], f"{prefix}.{key}" if prefix else str(key))
+    elif kind == "list":
+        for index, value in enumerate(given):
+            if declared:
+                _check_types(declared[min(index, len(declared) - 1)], value, f"{prefix}[{index}]")
 
 
 def _first_line(error: Exception) -> str:

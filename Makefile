@@ -1,0 +1,37 @@
+# Two commands on a fresh machine:
+#   make demo   set everything up, then run a short simulated valve-turning session
+#   make test   set everything up, then run the tests
+# Set-up is idempotent: a virtual environment in .venv, system libraries when missing.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test setup system-deps bench clean
+
+demo: setup
+	$(BIN)/slac-robot rollout
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python bench/sim_throughput.py
+
+setup: system-deps $(STAMP)
+
+system-deps:
+	@bash tools/install_system_deps.sh
+
+$(STAMP): pyproject.toml
+	$(PYTHON) tools/check_python.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	# The D'Claw scene files; robel's own code needs gym and mujoco-py, which we never import.
+	$(BIN)/python -m pip install --quiet --no-deps robel==0.1.2
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info
