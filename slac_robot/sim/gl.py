@@ -47,15 +47,16 @@ def renders_with(platform: str) -> tuple[bool, str]:
     return False, lines[-1] if lines else f"exit code {probe.returncode}"
 
 
-def ensure_offscreen_gl() -> str:
-    """Sets MUJOCO_GL for this process to a working offscreen platform and returns its name.
+def ensure_offscreen_gl(candidates: tuple[str, ...] = CANDIDATES) -> str:
+    """Sets MUJOCO_GL for this process to the first working platform of `candidates` and
+    returns its name; a MUJOCO_GL already set is kept as it is.
 
     Raises NoOffscreenGL, naming the packages to install, when none works."""
     chosen = os.environ.get("MUJOCO_GL")
     if chosen:
         return chosen
     failures = []
-    for platform in CANDIDATES:
+    for platform in candidates:
         ok, why = renders_with(platform)
         if ok:
             os.environ["MUJOCO_GL"] = platform

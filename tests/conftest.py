@@ -1,0 +1,67 @@
+"""Shared fixtures: hydra configs composed the way the CLI composes them, and real MuJoCo envs.
+
+Envs are costly to build (~0.3 s each, plus an OpenGL context), so tests that only read or that
+reset with explicit options share one session-wide env; tests about determinism or that need a
+particular config build fresh ones through `make_fresh_env`, which closes them afterwards.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from slac_robot.config import load_config
+
+# Short episodes keep the suite fast; tests that need longer ones override this again.
+FAST_OVERRIDES = ("task.episode_steps=5",)
+
+
+def compose(*overrides: str):
+    """The rollout config with the fast defaults and then `overrides` (hydra syntax)."""
+    return load_config("rollout", [*FAST_OVERRIDES, *overrides])
+
+
+@pytest.fixture
+def load_cfg():
+    """Factory: load_cfg("task=random", ...) -> the composed rollout DictConfig."""
+    return compose
+
+
+@pytest.fixture
+def cfg():
+    """The rollout config with short episodes."""
+    return compose()
+
+
+@pytest.fixture
+def make_fresh_env():
+    """Factory: make_fresh_env(cfg, render=False) -> a newly built env, closed at teardown."""
+    from slac_robot.backends import make_env
+
+    built = []
+
+    def make(config, render: bool = False):
+        env = make_env(config, render=render)
+        built.append(env)
+        return env
+
+    yield make
+    for env in built:
+        env.close()
+
+
+@pytest.fixture(scope="session")
+def shared_env():
+    """One env for tests that don't depend on the state left by others (they reset it first)."""
+    from slac_robot.backends import make_env
+
+    env = make_env(compose())
+    yield env
+    env.close()
+
+
+@pytest.fixture(scope="session")
+def safety_limits():
+    """(lower, upper) joint limits from the rollout config's safety section."""
+    safety = compose().safety
+    return np.asarray(safety.joint_lower_rad, dtype=float), np.asarray(safety.joint_upper_rad, dtype=float)
