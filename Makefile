@@ -29,8 +29,11 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
-	# The D'Claw scene files; robel's own code needs gym and mujoco-py, which we never import.
-	$(BIN)/python -m pip install --quiet --no-deps robel==0.1.2
+	# robel carries the D'Claw scene files; its own code needs gym and mujoco-py, which we never
+	# import, hence --no-deps. pip >= 24.1 refuses robel's malformed metadata
+	# ("transforms3d (>=0.3.0<0.4)"), so an older pip, kept apart in .venv/robel-pip, installs it.
+	$(BIN)/python -m pip install --quiet --no-deps --target $(VENV)/robel-pip 'pip<24.1'
+	PYTHONPATH=$(VENV)/robel-pip $(BIN)/python -m pip install --quiet --no-deps robel==0.1.2
 	touch $(STAMP)
 
 clean:
