@@ -33,7 +33,7 @@ def _plain(cfg: DictConfig) -> dict[str, Any]:
 def _sim_parts(backend: dict[str, Any], camera: dict[str, Any], with_view: bool) -> BackendParts:
     # Imported here: importing the sim backend picks an OpenGL platform and loads MuJoCo.
     from slac_robot.sim import SimCamera, SimClock, SimRobot, ValveSimulation
-    from slac_robot.sim.scene import AGENT_CAMERA, VIEW_CAMERA, CameraPose
+    from slac_robot.sim.scene import AGENT_CAMERA, VIEW_CAMERA, CameraPose, SceneLayout
 
     def pose(c: dict[str, Any]) -> CameraPose:
         return CameraPose(tuple(c["pos_m"]), tuple(c["lookat_m"]), c["fovy_deg"])
@@ -42,9 +42,12 @@ def _sim_parts(backend: dict[str, Any], camera: dict[str, Any], with_view: bool)
     simulation = ValveSimulation(
         physics_timestep_s=backend["physics_timestep_s"],
         substeps=backend["substeps"],
-        agent_camera=pose(agent),
-        view_camera=pose(view),
-        goal_marker_radius_m=backend["goal_marker_radius_m"],
+        layout=SceneLayout(
+            agent_camera=pose(agent),
+            view_camera=pose(view),
+            goal_marker_radius_m=backend["goal_marker_radius_m"],
+            goal_marker_height_m=backend["goal_marker_height_m"],
+        ),
     )
     robot = SimRobot(
         simulation,

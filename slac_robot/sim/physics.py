@@ -14,22 +14,18 @@ class ValveSimulation:
 
     physics_timestep_s: MuJoCo's step (ROBEL: 2.5 ms).
     substeps: physics steps per control period (ROBEL: 40, i.e. 10 Hz control).
-    agent_camera, view_camera, goal_marker_radius_m: see `scene.build_valve_scene_xml`.
+    layout: cameras and goal marker (see `scene.SceneLayout`).
     """
 
     def __init__(
         self,
         physics_timestep_s: float,
         substeps: int,
-        agent_camera: scene.CameraPose,
-        view_camera: scene.CameraPose,
-        goal_marker_radius_m: float,
+        layout: scene.SceneLayout,
     ):
         require_positive("backend.physics_timestep_s", physics_timestep_s)
         require_positive_int("backend.substeps", substeps)
-        self.model = scene.load_valve_model(
-            agent_camera, view_camera, goal_marker_radius_m, physics_timestep_s
-        )
+        self.model = scene.load_valve_model(layout, physics_timestep_s)
         self.data = mujoco.MjData(self.model)
         self.substeps = int(substeps)
         self.claw_qpos_index = np.array(

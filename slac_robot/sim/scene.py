@@ -99,6 +99,23 @@ class CameraPose:
     fovy_deg: float
 
 
+@dataclass(frozen=True)
+class SceneLayout:
+    """What we add to ROBEL's scene: the two cameras and where the goal marker floats.
+
+    agent_camera: the camera the agent sees through (rendered with the light visual model).
+    view_camera: a third-person camera for videos (rendered with ROBEL's meshes).
+    goal_marker_radius_m, goal_marker_height_m: the marker's distance from the valve axis and
+        height above the floor. It floats beside the valve (visual only, nothing collides with
+        it) outside the arms' reach and high enough that the valve never hides it from the camera.
+    """
+
+    agent_camera: CameraPose
+    view_camera: CameraPose
+    goal_marker_radius_m: float
+    goal_marker_height_m: float
+
+
 def _xyaxes(pos: np.ndarray, lookat: np.ndarray) -> str:
     """The MJCF `xyaxes` of a camera at `pos` looking at `lookat` with the world z up."""
     forward = lookat - pos
@@ -121,18 +138,8 @@ def _add_camera(worldbody: ET.Element, name: str, pose: CameraPose) -> None:
     )
 
 
-def build_valve_scene_xml(
-    agent_camera: CameraPose,
-    view_camera: CameraPose,
-    goal_marker_radius_m: float,
-) -> str:
-    """Returns the MJCF of ROBEL's dclaw3xh_valve3 scene with our camera, marker and colours.
-
-    agent_camera: the camera the agent sees through (rendered with the light visual model).
-    view_camera: a third-person camera for videos (rendered with ROBEL's meshes).
-    goal_marker_radius_m: distance from the valve axis to the middle of the goal marker; it must
-        lie outside the valve's arms so that the valve never hides it.
-    """
+def build_valve_scene_xml(layout: SceneLayout) -> str:
+    """Returns the MJCF of ROBEL's dclaw3xh_valve3 scene with our cameras, markers and colours."""
     root_dir = robel_root()
     scene = root_dir / ROBEL_SCENE
     root = _parse(scene)
@@ -146,9 +153,9 @@ def build_valve_scene_xml(
     # Expanded includes leave several <worldbody> sections (MJCF merges them); ours is the last.
     worldbody = root.findall("worldbody")[-1]
 
-    # The goal marker: ROBEL's `target` body holds a thin capsule at z=0, under the valve.
-    # We make it a mocap body (its pose is state, set per episode) and give it a marker
-    # outside the valve's reach, flat on the station, pointing at the goal angle.
+    # The goal marker: ROBEL's `target` body holds a thin capsule at z=0, under the valve, where
+    # no camera sees it. We make it a mocap body (its pose is state, set per episode) and give it
+    # a marker beside the valve, pointing at the goal angle.
     target = next(b for b in root.iter("body") if b.get("name") == GOAL_BODY)
     target.set("mocap", "true")
     for site in list(target):
@@ -158,8 +165,8 @@ def build_valve_scene_xml(
         "geom",
         name="goal_marker",
         type="box",
-        size="0.025 0.010 0.002",
-        pos=f"{goal_marker_radius_m:.4f} 0 0.002",
+        size="0.025 0.008 0.003",
+        pos=f"{layout.goal_marker_radius_m:.4f} 0 {layout.goal_marker_height_m:.4f}",
         rgba="0.1 0.85 0.1 1",
         contype="0",
         conaffinity="0",
@@ -183,19 +190,14 @@ def build_valve_scene_xml(
         group=str(MARKER_GROUP),
     )
 
-    _add_camera(worldbody, AGENT_CAMERA, agent_camera)
-    _add_camera(worldbody, VIEW_CAMERA, view_camera)
+    _add_camera(worldbody, AGENT_CAMERA, layout.agent_camera)
+    _add_camera(worldbody, VIEW_CAMERA, layout.view_camera)
     return ET.tostring(root, encoding="unicode")
 
 
-def load_valve_model(
-    agent_camera: CameraPose,
-    view_camera: CameraPose,
-    goal_marker_radius_m: float,
-    physics_timestep_s: float,
-) -> mujoco.MjModel:
+def load_valve_model(layout: SceneLayout, physics_timestep_s: float) -> mujoco.MjModel:
     """Compiles the valve scene (see `build_valve_scene_xml`) with the given physics step."""
-    xml = build_valve_scene_xml(agent_camera, view_camera, goal_marker_radius_m)
+    xml = build_valve_scene_xml(layout)
     model = mujoco.MjModel.from_xml_string(xml)
     model.opt.timestep = physics_timestep_s
     # Opaque colours for the collision primitives, which are the agent's visual model:
