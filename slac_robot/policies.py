@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from slac_robot.config import require_positive_int
+from slac_robot.config import require_positive, require_positive_int
 from slac_robot.safety import ActionFilter
 
 
@@ -39,13 +39,17 @@ class ScriptedTurnPolicy:
     """A four-phase finger gait that turns the valve towards the goal (see configs/policy/scripted.yaml).
 
     It reads `info["error_rad"]` (goal minus valve angle, wrapped), i.e. the measured valve
-    angle, and holds the fingers up once |error| is below `hold_within_rad`.
+    angle. Within `slow_within_rad` of the goal the stroke shrinks in proportion to |error|
+    (down to `min_stroke_top_rad`), and once |error| is below `hold_within_rad` the fingers lift
+    and hold.
     """
 
     def __init__(
         self,
         action_filter: ActionFilter,
         stroke_top_rad: float,
+        min_stroke_top_rad: float,
+        slow_within_rad: float,
         down_pose_rad: tuple[float, float],
         up_pose_rad: tuple[float, float],
         steps_per_phase: int,
@@ -55,6 +59,8 @@ class ScriptedTurnPolicy:
         self._to_action = action_filter.to_action
         self._fingers = action_filter.num_joints // 3
         self._stroke_top_rad = stroke_top_rad
+        self._min_stroke_top_rad = min_stroke_top_rad
+        self._slow_within_rad = require_positive("policy.slow_within_rad", slow_within_rad)
         self._down = tuple(down_pose_rad)
         self._up = tuple(up_pose_rad)
         self._steps_per_phase = int(steps_per_phase)
@@ -77,7 +83,8 @@ class ScriptedTurnPolicy:
                 (self._up, direction),
             )
             middle_bottom, side = phases[(self._step // self._steps_per_phase) % 4]
-            top = side * self._stroke_top_rad
+            stroke = self._stroke_top_rad * min(1.0, abs(error) / self._slow_within_rad)
+            top = side * max(stroke, self._min_stroke_top_rad)
             self._step += 1
         targets = np.tile([top, *middle_bottom], self._fingers)
         return self._to_action(targets).astype(np.float32)

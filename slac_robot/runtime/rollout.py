@@ -6,10 +6,12 @@ import csv
 import pathlib
 from dataclasses import asdict, dataclass
 
+import numpy as np
 from tqdm import tqdm
 
 from slac_robot.env import ValveTurnEnv
 from slac_robot.policies import Policy
+from slac_robot.runtime.plots import plot_valve_errors
 from slac_robot.runtime.video import VideoWriter
 
 
@@ -40,12 +42,14 @@ def run_episodes(
     """Runs `episodes` episodes, seeded seed, seed+1, ...; writes into out_dir:
 
     episodes.csv                  one row of EpisodeMetrics per episode (written as it ends);
+    valve_error.png               each episode's goal - valve angle against time;
     episode_NNN_agent.mp4         the agent camera, when agent_video;
     episode_NNN_view.mp4          the third-person camera, when view_video (needs env.render()).
     Returns the metrics."""
     out_dir.mkdir(parents=True, exist_ok=True)
     fps = 1.0 / env.clock.period_s
     results: list[EpisodeMetrics] = []
+    errors: list[np.ndarray] = []
     fields = list(EpisodeMetrics.__dataclass_fields__)
     with open(out_dir / "episodes.csv", "w", newline="") as csv_file, tqdm(
         total=episodes * env.task.episode_steps, unit="step", desc="rollout"
@@ -59,32 +63,40 @@ def run_episodes(
             if view_video:
                 videos["view"] = VideoWriter(out_dir / f"episode_{episode:03d}_view.mp4", fps)
             try:
-                metrics = _run_one(env, policy, episode, seed + episode, videos, progress)
+                metrics, episode_errors = _run_one(env, policy, episode, seed + episode, videos, progress)
             finally:
                 for video in videos.values():
                     video.close()
             results.append(metrics)
+            errors.append(episode_errors)
             rows.writerow(asdict(metrics))
             csv_file.flush()
             progress.set_postfix(success=f"{sum(r.success for r in results)}/{len(results)}")
+    plot_valve_errors(
+        errors, [r.goal_rad for r in results], env.clock.period_s,
+        env.task.success_threshold_rad, out_dir / "valve_error.png",
+    )
     return results
 
 
-def _run_one(env, policy, episode, seed, videos, progress) -> EpisodeMetrics:
+def _run_one(env, policy, episode, seed, videos, progress) -> tuple[EpisodeMetrics, np.ndarray]:
+    """Runs one episode; returns its metrics and its error (goal - valve) at every step."""
     observation, info = env.reset(seed=seed)
     policy.reset(seed)
     initial_valve_rad = info["valve_rad"]
     refused_before = info["refused_actions"]
     _record(env, observation, videos)
+    errors = [info["error_rad"]]
     total, truncated, terminated, steps = 0.0, False, False, 0
     while not (terminated or truncated):
         action = policy.act(observation, info)
         observation, reward, terminated, truncated, info = env.step(action)
         total += reward
         steps += 1
+        errors.append(info["error_rad"])
         _record(env, observation, videos)
         progress.update(1)
-    return EpisodeMetrics(
+    metrics = EpisodeMetrics(
         episode=episode,
         goal_rad=info["goal_rad"],
         initial_valve_rad=initial_valve_rad,
@@ -94,6 +106,7 @@ def _run_one(env, policy, episode, seed, videos, progress) -> EpisodeMetrics:
         steps=steps,
         refused_actions=info["refused_actions"] - refused_before,
     )
+    return metrics, np.array(errors)
 
 
 def _record(env, observation, videos) -> None:

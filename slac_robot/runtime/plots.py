@@ -1,0 +1,39 @@
+"""Plots a person looks at after a run (written as PNG, no display needed)."""
+
+from __future__ import annotations
+
+import math
+import pathlib
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: robots' computers and CI have no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def plot_valve_errors(
+    errors_rad: list[np.ndarray],
+    goals_rad: list[float],
+    period_s: float,
+    success_threshold_rad: float,
+    path: pathlib.Path,
+) -> None:
+    """Plots each episode's signed error (goal - valve, wrapped) against time, with the success
+    band, to `path`. errors_rad[i] holds episode i's errors from the reset on (steps + 1 values)."""
+    figure, axes = plt.subplots(figsize=(7, 4), dpi=100)
+    axes.axhspan(-success_threshold_rad, success_threshold_rad, color="tab:green", alpha=0.15,
+                 label=f"success (|error| < {success_threshold_rad:g} rad)")
+    for episode, (errors, goal) in enumerate(zip(errors_rad, goals_rad)):
+        time_s = np.arange(len(errors)) * period_s
+        axes.plot(time_s, errors, marker=".", markersize=3, label=f"episode {episode} (goal {goal:+.2f} rad)")
+    axes.axhline(0.0, color="black", linewidth=0.8)
+    axes.set_ylim(-math.pi, math.pi)
+    axes.set_xlabel("time (s)")
+    axes.set_ylabel("goal - valve angle (rad)")
+    axes.set_title("Valve error per episode")
+    if len(errors_rad) <= 10:
+        axes.legend(fontsize=7, loc="upper right")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
