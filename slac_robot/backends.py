@@ -127,3 +127,15 @@ def make_policy(policy: DictConfig, env: ValveTurnEnv) -> Policy:
             env.action_filter, hold_within_rad=env.task.success_threshold_rad, **kwargs
         )
     raise ConfigError(f"policy.name={name!r} is not one of: random, scripted")
+
+
+def make_registered_env(
+    overrides: list[str] | tuple[str, ...] = (), render_mode: str | None = None
+) -> ValveTurnEnv:
+    """Entry point of `gymnasium.make("slac_robot/ValveTurn-v0", overrides=[...])`.
+
+    overrides: hydra overrides of the rollout config, e.g. ["task=three_goal"].
+    render_mode: None, or "rgb_array" for the third-person view."""
+    from slac_robot.config import load_config
+
+    return make_env(load_config("rollout", overrides), render=render_mode == "rgb_array")

@@ -33,10 +33,10 @@ def rollout(cfg: DictConfig) -> int:
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
         raise ConfigError(f"seed must be an integer >= 0, got {cfg.seed!r}")
     require_positive_int("video.agent_scale", cfg.video.agent_scale)
-    out_dir = _run_dir(cfg, "rollout")
     env = make_env(cfg, render=bool(cfg.video.view))
     try:
         policy = make_policy(cfg.policy, env)
+        out_dir = _run_dir(cfg, "rollout")
         OmegaConf.save(cfg, out_dir / "config.yaml")
         results = run_episodes(
             env,

@@ -24,9 +24,16 @@ def require_positive_int(key: str, value: Any) -> int:
     return value
 
 
+def require_number(key: str, value: Any) -> float:
+    """Returns value as a float, or raises ConfigError naming `key` when it is not a number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{key} must be a number, got {value!r}")
+    return float(value)
+
+
 def require_positive(key: str, value: Any) -> float:
     """Returns value as a float, or raises ConfigError naming `key` when it is not a number > 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+    if not require_number(key, value) > 0:
         raise ConfigError(f"{key} must be a number > 0, got {value!r}")
     return float(value)
 

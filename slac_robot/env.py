@@ -14,6 +14,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from slac_robot.config import require_positive
 from slac_robot.interfaces import Camera, ControlClock, Robot, RobotState
 from slac_robot.safety import ActionFilter
 from slac_robot.tasks import ValveTurnTask
@@ -59,7 +60,8 @@ class ValveTurnEnv(gym.Env):
         self.action_filter = action_filter
         self.view_camera = view_camera
         self.render_mode = render_mode
-        self._frame_max_age_s = frame_max_age_s
+        self._frame_max_age_s = require_positive("camera.frame_max_age_s", frame_max_age_s)
+        self.metadata = {**self.metadata, "render_fps": 1.0 / clock.period_s}
         n = action_filter.num_joints
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(n,), dtype=np.float32)
         self.observation_space = gym.spaces.Dict(

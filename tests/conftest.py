@@ -10,6 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+# Importing the sim backend chooses the offscreen GL platform (MUJOCO_GL) once for the whole
+# session, before any test renders, and child processes (the CLI script) inherit it.
+import slac_robot.sim  # noqa: F401
 from slac_robot.config import load_config
 
 # Short episodes keep the suite fast; tests that need longer ones override this again.

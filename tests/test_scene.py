@@ -11,7 +11,7 @@ import pytest
 
 from slac_robot.sim import SimClock, SimRobot, ValveSimulation
 from slac_robot.sim import scene
-from slac_robot.sim.scene import CameraPose
+from slac_robot.sim.scene import CameraPose, SceneLayout
 from slac_robot.tasks import wrap_to_pi
 
 from conftest import compose
@@ -26,9 +26,12 @@ def build_simulation(backend, physics_timestep_s=None, substeps=None) -> ValveSi
     return ValveSimulation(
         physics_timestep_s=physics_timestep_s or backend.physics_timestep_s,
         substeps=substeps or backend.substeps,
-        agent_camera=pose(backend.agent_camera),
-        view_camera=pose(backend.view_camera),
-        goal_marker_radius_m=backend.goal_marker_radius_m,
+        layout=SceneLayout(
+            agent_camera=pose(backend.agent_camera),
+            view_camera=pose(backend.view_camera),
+            goal_marker_radius_m=backend.goal_marker_radius_m,
+            goal_marker_height_m=backend.goal_marker_height_m,
+        ),
     )
 
 
@@ -186,7 +189,9 @@ def test_markers_follow_goal_and_valve_independently(robot, sim, reset_pose):
     robot.reset(reset_pose, -0.9)
     assert _angle_gap(_direction_from_valve_axis(sim, "goal_marker"), 1.2) < 0.01
     assert _angle_gap(_direction_from_valve_axis(sim, "valve_marker"), -0.9) < 0.01
-    # The goal marker sits at the configured radius from the valve axis.
+    # The goal marker sits at the configured radius from the valve axis and height.
+    backend = compose().backend
     axis = sim.data.joint(scene.VALVE_JOINT).xanchor
-    radius = np.linalg.norm(sim.data.geom("goal_marker").xpos[:2] - axis[:2])
-    assert radius == pytest.approx(compose().backend.goal_marker_radius_m, abs=1e-6)
+    marker = sim.data.geom("goal_marker").xpos
+    assert np.linalg.norm(marker[:2] - axis[:2]) == pytest.approx(backend.goal_marker_radius_m, abs=1e-6)
+    assert marker[2] == pytest.approx(backend.goal_marker_height_m, abs=1e-6)

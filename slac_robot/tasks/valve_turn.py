@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from slac_robot.config import ConfigError, require_positive, require_positive_int
+from slac_robot.config import ConfigError, require_number, require_positive, require_positive_int
 from slac_robot.interfaces import RobotState
 
 GOAL_SETTINGS = ("fixed", "three_goal", "random")
@@ -77,6 +77,8 @@ class ValveTurnTask:
             if not low <= high:
                 raise ConfigError(f"task.{key} must be [low, high] with low <= high, got {[low, high]}")
         require_positive("task.success_threshold_rad", success_threshold_rad)
+        if initial_valve_rad is not None:
+            require_number("task.initial_valve_rad", initial_valve_rad)
         reset_pose_rad = np.asarray(reset_pose_rad, dtype=np.float64)
         if reset_pose_rad.shape != (9,):
             raise ConfigError(

@@ -1,0 +1,269 @@
+"""`slac-robot`: the command line, in process (slac_robot.cli.main) and as the installed script."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import math
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from slac_robot.cli import main
+from slac_robot.config import load_config
+
+COLUMNS = [
+    "episode",
+    "goal_rad",
+    "initial_valve_rad",
+    "episode_return",
+    "final_abs_error_rad",
+    "success",
+    "steps",
+    "refused_actions",
+]
+SMOKE_STEPS = 6
+
+
+def read_rows(out_dir: pathlib.Path) -> tuple[list[str], list[dict[str, str]]]:
+    with open(out_dir / "episodes.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def video_frames(path: pathlib.Path) -> list[np.ndarray]:
+    """Decodes an MP4 into its frames (PyAV when installed, else imageio's ffmpeg)."""
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        import imageio.v2 as imageio
+
+        with contextlib.closing(imageio.get_reader(path, format="ffmpeg")) as reader:
+            return [np.asarray(frame) for frame in reader]
+    import imageio.v3 as iio
+
+    return list(iio.imread(path, plugin="pyav"))
+
+
+def script_path() -> str:
+    found = shutil.which("slac-robot")
+    if found:
+        return found
+    beside = pathlib.Path(sys.executable).with_name("slac-robot")
+    assert beside.is_file(), "the slac-robot console script is not installed"
+    return str(beside)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """One in-process rollout with videos: 2 episodes of SMOKE_STEPS steps, default cameras."""
+    out_dir = tmp_path_factory.mktemp("smoke")
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        rc = main(["rollout", "episodes=2", f"task.episode_steps={SMOKE_STEPS}", f"out_dir={out_dir}"])
+    return rc, stdout.getvalue(), out_dir
+
+
+def test_smoke_rollout_succeeds_and_summarises(smoke_run):
+    rc, stdout, out_dir = smoke_run
+    assert rc == 0
+    assert "2 episodes: success" in stdout
+    assert str(out_dir) in stdout
+
+
+def test_smoke_rollout_writes_episode_metrics(smoke_run):
+    _, _, out_dir = smoke_run
+    columns, rows = read_rows(out_dir)
+    assert columns == COLUMNS
+    assert len(rows) == 2
+    assert [int(r["episode"]) for r in rows] == [0, 1]
+    for row in rows:
+        assert int(row["steps"]) == SMOKE_STEPS
+        assert int(row["refused_actions"]) == 0
+        assert row["success"] in ("True", "False")
+        assert float(row["goal_rad"]) == pytest.approx(math.pi / 2, abs=1e-6)  # task=fixed
+        assert -math.pi <= float(row["initial_valve_rad"]) <= math.pi
+        assert 0.0 <= float(row["final_abs_error_rad"]) <= math.pi
+        assert math.isfinite(float(row["episode_return"]))
+    # Seeds 0 and 1 draw different start angles.
+    assert rows[0]["initial_valve_rad"] != rows[1]["initial_valve_rad"]
+
+
+def test_smoke_rollout_saves_the_composed_config(smoke_run):
+    _, _, out_dir = smoke_run
+    saved = OmegaConf.load(out_dir / "config.yaml")
+    assert saved.episodes == 2
+    assert saved.task.episode_steps == SMOKE_STEPS
+    assert saved.out_dir == str(out_dir)
+    expected = load_config("rollout", ["episodes=2", f"task.episode_steps={SMOKE_STEPS}", f"out_dir={out_dir}"])
+    assert OmegaConf.to_container(saved) == OmegaConf.to_container(expected)
+
+
+def test_smoke_rollout_plots_the_valve_error(smoke_run):
+    _, _, out_dir = smoke_run
+    plot = out_dir / "valve_error.png"
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_smoke_rollout_writes_decodable_videos(smoke_run):
+    _, _, out_dir = smoke_run
+    cfg = load_config("rollout")
+    agent_side = (cfg.camera.height_px * cfg.video.agent_scale, cfg.camera.width_px * cfg.video.agent_scale, 3)
+    view_side = (cfg.backend.view_camera.height_px, cfg.backend.view_camera.width_px, 3)
+    assert view_side == (360, 480, 3)
+    assert agent_side == (256, 256, 3)
+    names = sorted(p.name for p in out_dir.glob("*.mp4"))
+    assert names == [
+        "episode_000_agent.mp4",
+        "episode_000_view.mp4",
+        "episode_001_agent.mp4",
+        "episode_001_view.mp4",
+    ]
+    for episode in range(2):
+        for camera, shape in (("agent", agent_side), ("view", view_side)):
+            frames = video_frames(out_dir / f"episode_{episode:03d}_{camera}.mp4")
+            assert len(frames) == SMOKE_STEPS + 1, camera  # the reset frame and one per step
+            assert all(frame.shape == shape for frame in frames), camera
+            assert frames[0].std() > 5  # a picture, not a blank frame
+
+
+def test_video_flags_turn_videos_off(tmp_path, capsys):
+    rc = main(
+        ["rollout", "episodes=1", "task.episode_steps=2", "video.agent=false", "video.view=false", f"out_dir={tmp_path}"]
+    )
+    assert rc == 0
+    assert list(tmp_path.glob("*.mp4")) == []
+    assert len(read_rows(tmp_path)[1]) == 1
+
+
+def test_agent_video_honours_a_configured_size(tmp_path, capsys):
+    rc = main(
+        [
+            "rollout", "episodes=1", "task.episode_steps=2", "video.agent_scale=1",
+            "camera.width_px=48", "camera.height_px=32",
+            "backend.view_camera.width_px=160", "backend.view_camera.height_px=120",
+            f"out_dir={tmp_path}",
+        ]
+    )
+    assert rc == 0
+    agent = video_frames(tmp_path / "episode_000_agent.mp4")
+    view = video_frames(tmp_path / "episode_000_view.mp4")
+    assert len(agent) == len(view) == 3
+    assert agent[0].shape == (32, 48, 3)
+    assert view[0].shape == (120, 160, 3)
+
+
+def test_installed_script_runs_a_rollout(tmp_path):
+    out_dir = tmp_path / "run"
+    result = subprocess.run(
+        [
+            script_path(), "rollout", "task=three_goal", "policy=random", "episodes=3",
+            "task.episode_steps=4", "video.view=false", f"out_dir={out_dir}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "3 episodes: success" in result.stdout
+    columns, rows = read_rows(out_dir)
+    assert columns == COLUMNS
+    assert len(rows) == 3
+    for row in rows:
+        assert int(row["steps"]) == 4
+        goal = float(row["goal_rad"])
+        assert min(abs(goal - g) for g in (-math.pi / 2, 0.0, math.pi / 2)) < 1e-9
+    saved = OmegaConf.load(out_dir / "config.yaml")
+    assert saved.task.goal_setting == "three_goal"
+    assert saved.policy.name == "random"
+    assert sorted(p.name for p in out_dir.glob("*.mp4")) == [f"episode_{i:03d}_agent.mp4" for i in range(3)]
+    assert len(video_frames(out_dir / "episode_002_agent.mp4")) == 5
+
+
+@pytest.mark.parametrize(
+    "args, must_name",
+    [
+        (["rollout", "task=nonexistent"], ["task", "fixed", "random", "three_goal"]),
+        (["rollout", "policy=foo"], ["policy", "random", "scripted"]),
+        (["rollout", "backend=foo"], ["backend", "sim"]),
+        (["rollout", "task.episode_steps=-3"], ["task.episode_steps", "-3"]),
+        (["rollout", "task.episode_steps=2.5"], ["task.episode_steps"]),
+        (["rollout", "task.goal_setting=bogus"], ["bogus", "fixed", "three_goal", "random"]),
+        (["rollout", "episodes=0"], ["episodes"]),
+        (["rollout", "episodes=true"], ["episodes"]),
+        (["rollout", "video.agent_scale=0"], ["video.agent_scale"]),
+        (["rollout", "nosuchkey=1"], ["nosuchkey"]),
+        (["rollout", "backend.substeps=0"], ["backend.substeps"]),
+        (["rollout", "policy.steps_per_phase=0"], ["policy.steps_per_phase"]),
+        (["rollout", "safety.joint_lower_rad=[1.0]"], ["safety.joint_lower_rad"]),
+        (["nosuchcommand"], ["nosuchcommand", "rollout"]),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(args, must_name, tmp_path, capsys):
+    rc = main([*args, f"out_dir={tmp_path}"])
+    out, err = capsys.readouterr()
+    assert rc == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    for word in must_name:
+        assert word in lines[0]
+    assert "Traceback" not in err
+    assert list(tmp_path.glob("*.mp4")) == [] and not (tmp_path / "episodes.csv").exists()
+
+
+@pytest.mark.parametrize(
+    "override, must_name",
+    [
+        ("seed=abc", ["seed", "abc"]),
+        ("seed=-1", ["seed", "-1"]),
+        ("seed=1.5", ["seed", "1.5"]),
+        ("task.fixed_goal_rad=abc", ["task.fixed_goal_rad", "abc"]),
+        ("video.agent=maybe", ["video.agent", "maybe"]),
+        ("safety.joint_lower_rad=[a,b]", ["safety.joint_lower_rad"]),
+    ],
+)
+def test_bad_value_types_exit_2_with_one_line(override, must_name, tmp_path, capsys):
+    rc = main(["rollout", "episodes=1", "task.episode_steps=2", "video.view=false", override, f"out_dir={tmp_path}"])
+    _, err = capsys.readouterr()
+    assert rc == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    for word in must_name:
+        assert word in lines[0]
+    assert not (tmp_path / "episodes.csv").exists()
+
+
+# task.initial_valve_rad is declared null (any value), so its type is checked by the task itself.
+@pytest.mark.parametrize("value", ["abc", "true", "[1,2]"])
+def test_non_numeric_initial_valve_exits_2_with_one_line(tmp_path, capsys, value):
+    rc = main(
+        ["rollout", "episodes=1", "task.episode_steps=2", "video.view=false", f"task.initial_valve_rad={value}", f"out_dir={tmp_path}"]
+    )
+    _, err = capsys.readouterr()
+    assert rc == 2
+    assert len(err.strip().splitlines()) == 1
+    assert "task.initial_valve_rad" in err
+
+
+def test_cfg_prints_the_composed_config(capsys):
+    rc = main(["rollout", "--cfg", "episodes=7", "task=three_goal"])
+    out, err = capsys.readouterr()
+    assert rc == 0
+    printed = OmegaConf.create(out)
+    expected = load_config("rollout", ["episodes=7", "task=three_goal"])
+    assert OmegaConf.to_container(printed) == OmegaConf.to_container(expected)
+    assert printed.episodes == 7
+    assert printed.task.goal_setting == "three_goal"
+
+
+def test_help_and_missing_command(capsys):
+    assert main(["--help"]) == 0
+    assert "rollout" in capsys.readouterr().out
+    assert main([]) == 2
+    assert "usage" in capsys.readouterr().out
