@@ -7,7 +7,7 @@ else in the package asks which backend it runs on.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -17,6 +17,9 @@ from slac_robot.interfaces import Camera, ControlClock, Robot
 from slac_robot.policies import Policy, RandomPolicy, ScriptedTurnPolicy
 from slac_robot.safety import ActionFilter
 from slac_robot.tasks import RewardWeights, ValveTurnTask
+
+if TYPE_CHECKING:
+    from slac_robot.sim import ValveSimulation
 
 
 class BackendParts(NamedTuple):
@@ -30,25 +33,33 @@ def _plain(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
 
 
-def _sim_parts(backend: dict[str, Any], camera: dict[str, Any], with_view: bool) -> BackendParts:
+def make_simulation(backend: dict[str, Any]) -> "ValveSimulation":
+    """Builds the MuJoCo scene and state from the `backend=sim` config section (no renderer)."""
     # Imported here: importing the sim backend picks an OpenGL platform and loads MuJoCo.
-    from slac_robot.sim import SimCamera, SimClock, SimRobot, ValveSimulation
-    from slac_robot.sim.scene import AGENT_CAMERA, VIEW_CAMERA, CameraPose, SceneLayout
+    from slac_robot.sim import ValveSimulation
+    from slac_robot.sim.scene import CameraPose, SceneLayout
 
     def pose(c: dict[str, Any]) -> CameraPose:
         return CameraPose(tuple(c["pos_m"]), tuple(c["lookat_m"]), c["fovy_deg"])
 
-    agent, view = backend["agent_camera"], backend["view_camera"]
-    simulation = ValveSimulation(
+    return ValveSimulation(
         physics_timestep_s=backend["physics_timestep_s"],
         substeps=backend["substeps"],
         layout=SceneLayout(
-            agent_camera=pose(agent),
-            view_camera=pose(view),
+            agent_camera=pose(backend["agent_camera"]),
+            view_camera=pose(backend["view_camera"]),
             goal_marker_radius_m=backend["goal_marker_radius_m"],
             goal_marker_height_m=backend["goal_marker_height_m"],
         ),
     )
+
+
+def _sim_parts(backend: dict[str, Any], camera: dict[str, Any], with_view: bool) -> BackendParts:
+    from slac_robot.sim import SimCamera, SimClock, SimRobot
+    from slac_robot.sim.scene import AGENT_CAMERA, VIEW_CAMERA
+
+    simulation = make_simulation(backend)
+    agent, view = backend["agent_camera"], backend["view_camera"]
     robot = SimRobot(
         simulation,
         torque_constant_nm_per_a=backend["torque_constant_nm_per_a"],

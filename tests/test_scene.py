@@ -11,28 +11,20 @@ import pytest
 
 from slac_robot.sim import SimClock, SimRobot, ValveSimulation
 from slac_robot.sim import scene
-from slac_robot.sim.scene import CameraPose, SceneLayout
+from omegaconf import OmegaConf
+
+from slac_robot.backends import make_simulation
 from slac_robot.tasks import wrap_to_pi
 
 from conftest import compose
 
 
 def build_simulation(backend, physics_timestep_s=None, substeps=None) -> ValveSimulation:
-    """A ValveSimulation from the `backend` config section (no renderer)."""
-
-    def pose(c):
-        return CameraPose(tuple(c.pos_m), tuple(c.lookat_m), c.fovy_deg)
-
-    return ValveSimulation(
-        physics_timestep_s=physics_timestep_s or backend.physics_timestep_s,
-        substeps=substeps or backend.substeps,
-        layout=SceneLayout(
-            agent_camera=pose(backend.agent_camera),
-            view_camera=pose(backend.view_camera),
-            goal_marker_radius_m=backend.goal_marker_radius_m,
-            goal_marker_height_m=backend.goal_marker_height_m,
-        ),
-    )
+    """A ValveSimulation from the `backend` config section (no renderer), optionally retimed."""
+    section = OmegaConf.to_container(backend)
+    section["physics_timestep_s"] = physics_timestep_s or section["physics_timestep_s"]
+    section["substeps"] = substeps or section["substeps"]
+    return make_simulation(section)
 
 
 @pytest.fixture(scope="module")
