@@ -68,7 +68,7 @@ COMMANDS: dict[str, tuple[Callable[[DictConfig], int], str]] = {
 
 def _run_dir(cfg: DictConfig, command: str) -> pathlib.Path:
     if cfg.out_dir:
-        path = pathlib.Path(cfg.out_dir)
+        path = pathlib.Path(str(cfg.out_dir))
     else:
         stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
         path = pathlib.Path("runs") / command / stamp

@@ -5,9 +5,9 @@ gym and mujoco-py, so we locate the files without importing it. Its XML files ca
 `<?xml ...?>` declaration after a licence comment, which current MuJoCo rejects; we parse each
 file ourselves, expand `<include>` elements in Python and hand MuJoCo one XML string.
 
-On top of ROBEL's scene we add what the agent needs (see `build_valve_scene`):
+On top of ROBEL's scene we add what the agent needs (see `build_valve_scene_xml`):
 - a camera of our own, beside the station, that sees the fingers, the valve and the goal;
-- the goal marker as a mocap body raised above the floor so that the camera sees it;
+- the goal marker as a mocap body floating beside the valve, where the camera sees it;
 - opaque colours on the collision primitives, the "light" visual model the agent camera renders
   (the visual meshes hold ~159k triangles, far too many for fast CPU rendering).
 ROBEL's hardware-overlay chain (a ghost claw in geom group 3, nine extra joints) is left out.
@@ -202,7 +202,7 @@ def load_valve_model(layout: SceneLayout, physics_timestep_s: float) -> mujoco.M
     model.opt.timestep = physics_timestep_s
     # Opaque colours for the collision primitives, which are the agent's visual model:
     # dark claw links, light valve; ROBEL draws them as translucent blue debug shapes.
-    claw_body_ids = {model.body(name).id for name in _claw_body_names(model)}
+    claw_body_ids = _claw_body_ids(model)
     for geom_id in range(model.ngeom):
         if model.geom_group[geom_id] != COLLISION_GROUP:
             continue
@@ -212,14 +212,14 @@ def load_valve_model(layout: SceneLayout, physics_timestep_s: float) -> mujoco.M
     return model
 
 
-def _claw_body_names(model: mujoco.MjModel) -> list[str]:
+def _claw_body_ids(model: mujoco.MjModel) -> set[int]:
     """Bodies of the claw: the subtree under ROBEL's `dClaw` body."""
     root_id = model.body("dClaw").id
-    names = []
+    ids = set()
     for body_id in range(model.nbody):
         walk = body_id
         while walk not in (0, root_id):
             walk = model.body_parentid[walk]
         if walk == root_id:
-            names.append(model.body(body_id).name)
-    return names
+            ids.add(body_id)
+    return ids
