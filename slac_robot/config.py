@@ -51,22 +51,25 @@ def load_config(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
 
     Raises ConfigError with a one-line message for an unknown group option, an unknown key, a
     malformed override, or a value whose type differs from the declared one (text for a number)."""
-    group_choices = [o for o in overrides if "=" in o and o.split("=", 1)[0] in _groups()]
+    groups = _groups()
+    group_choices = [o for o in overrides if "=" in o and o.split("=", 1)[0] in groups]
+    for choice in group_choices:
+        group, option = choice.split("=", 1)
+        if option == "null":
+            raise ConfigError(f"{group} cannot be null; choose one of: {', '.join(group_options(group))}")
     try:
         with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
             cfg = compose(config_name=config_name, overrides=list(overrides))
             declared = compose(config_name=config_name, overrides=group_choices)
     except MissingConfigException as error:
-        group = (error.missing_cfg_file or "").split("/")[0]
-        if error.options is not None or group:
-            options = error.options or group_options(group)
-            options = [o for o in options if not o.startswith("_")]
-            chosen = (error.missing_cfg_file or "").split("/", 1)[-1]
-            raise ConfigError(
-                f"{group}={chosen} is not an option; choose one of: {', '.join(options)}"
-            ) from None
-        raise ConfigError(_first_line(error)) from None
-    except (HydraException, OmegaConfBaseException) as error:
+        group, _, chosen = (error.missing_cfg_file or "").partition("/")
+        if not group:
+            raise ConfigError(_first_line(error)) from None
+        raise ConfigError(
+            f"{group}={chosen} is not an option; choose one of: {', '.join(group_options(group))}"
+        ) from None
+    except (HydraException, OmegaConfBaseException, ValueError) as error:
+        # (hydra reports some malformed overrides as a plain ValueError)
         raise ConfigError(_first_line(error)) from None
     _check_types(OmegaConf.to_container(declared), OmegaConf.to_container(cfg), prefix="")
     return cfg
@@ -99,8 +102,11 @@ def _check_types(declared: Any, given: Any, prefix: str) -> None:
         raise ConfigError(f"{prefix} expects a {kind}, got {given!r}")
     if kind == "dict":
         for key, value in declared.items():
-            if key in given:
-                _check_types(value, given[key], f"{prefix}.{key}" if prefix else str(key))
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if key not in given:
+                choices = f"; choose one of: {', '.join(group_options(path))}" if path in _groups() else ""
+                raise ConfigError(f"{path} is missing from the config{choices}")
+            _check_types(value, given[key], path)
     elif kind == "list":
         for index, value in enumerate(given):
             if declared:

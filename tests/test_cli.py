@@ -192,6 +192,12 @@ def test_installed_script_runs_a_rollout(tmp_path):
         (["rollout", "task=nonexistent"], ["task", "fixed", "random", "three_goal"]),
         (["rollout", "policy=foo"], ["policy", "random", "scripted"]),
         (["rollout", "backend=foo"], ["backend", "sim"]),
+        # A config group or a key removed.
+        (["rollout", "~task"], ["task", "fixed", "random", "three_goal"]),
+        (["rollout", "task=null"], ["task", "fixed", "random", "three_goal"]),
+        (["rollout", "~policy"], ["policy", "random", "scripted"]),
+        (["rollout", "~backend.substeps"], ["backend.substeps", "missing"]),
+        (["rollout", "task.reward=null"], ["task.reward"]),
         (["rollout", "task.episode_steps=-3"], ["task.episode_steps", "-3"]),
         (["rollout", "task.episode_steps=2.5"], ["task.episode_steps"]),
         (["rollout", "task.goal_setting=bogus"], ["bogus", "fixed", "three_goal", "random"]),
