@@ -186,6 +186,46 @@ def test_installed_script_runs_a_rollout(tmp_path):
     assert len(video_frames(out_dir / "episode_002_agent.mp4")) == 5
 
 
+def test_ctrl_c_keeps_finished_episodes_playable_videos_and_the_plot(tmp_path):
+    import signal
+    import time
+
+    import os
+
+    out_dir = tmp_path / "run"
+    # A session of its own, so that SIGINT goes to the whole process group as a terminal's
+    # Ctrl-C does: the ffmpeg processes writing the videos get it too.
+    process = subprocess.Popen(
+        [script_path(), "rollout", "episodes=50", "task.episode_steps=10", "backend.view_camera.width_px=160",
+         "backend.view_camera.height_px=120", f"out_dir={out_dir}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        # Interrupt once at least two episodes have been written (bounded wait, not a timing check).
+        for _ in range(600):
+            if (out_dir / "episodes.csv").exists() and len(read_rows(out_dir)[1]) >= 2:
+                break
+            time.sleep(0.1)
+        os.killpg(process.pid, signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert "interrupted" in err
+    _, rows = read_rows(out_dir)
+    assert 2 <= len(rows) < 50
+    assert [int(row["episode"]) for row in rows] == list(range(len(rows)))
+    assert all(int(row["steps"]) == 10 for row in rows)
+    assert (out_dir / "valve_error.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    videos = sorted(out_dir.glob("episode_*.mp4"))
+    assert len(videos) >= 2 * len(rows)  # agent and view videos of the finished episodes, and more
+    for video in videos:
+        assert len(video_frames(video)) >= 1  # every file closed properly, none corrupt
+
+
 @pytest.mark.parametrize(
     "args, must_name",
     [

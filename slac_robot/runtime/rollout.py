@@ -56,26 +56,29 @@ def run_episodes(
     ) as progress:
         rows = csv.DictWriter(csv_file, fieldnames=fields)
         rows.writeheader()
-        for episode in range(episodes):
-            videos = {}
-            if agent_video:
-                videos["agent"] = VideoWriter(out_dir / f"episode_{episode:03d}_agent.mp4", fps, agent_video_scale)
-            if view_video:
-                videos["view"] = VideoWriter(out_dir / f"episode_{episode:03d}_view.mp4", fps)
-            try:
-                metrics, episode_errors = _run_one(env, policy, episode, seed + episode, videos, progress)
-            finally:
-                for video in videos.values():
-                    video.close()
-            results.append(metrics)
-            errors.append(episode_errors)
-            rows.writerow(asdict(metrics))
-            csv_file.flush()
-            progress.set_postfix(success=f"{sum(r.success for r in results)}/{len(results)}")
-    plot_valve_errors(
-        errors, [r.goal_rad for r in results], env.clock.period_s,
-        env.task.success_threshold_rad, out_dir / "valve_error.png",
-    )
+        try:
+            for episode in range(episodes):
+                videos = {}
+                if agent_video:
+                    videos["agent"] = VideoWriter(out_dir / f"episode_{episode:03d}_agent.mp4", fps, agent_video_scale)
+                if view_video:
+                    videos["view"] = VideoWriter(out_dir / f"episode_{episode:03d}_view.mp4", fps)
+                try:
+                    metrics, episode_errors = _run_one(env, policy, episode, seed + episode, videos, progress)
+                finally:  # an interrupted episode still leaves playable videos
+                    for video in videos.values():
+                        video.close()
+                results.append(metrics)
+                errors.append(episode_errors)
+                rows.writerow(asdict(metrics))
+                csv_file.flush()
+                progress.set_postfix(success=f"{sum(r.success for r in results)}/{len(results)}")
+        finally:  # on Ctrl-C too: plot the episodes that finished
+            if results:
+                plot_valve_errors(
+                    errors, [r.goal_rad for r in results], env.clock.period_s,
+                    env.task.success_threshold_rad, out_dir / "valve_error.png",
+                )
     return results
 
 
