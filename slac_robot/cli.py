@@ -28,6 +28,7 @@ def rollout(cfg: DictConfig) -> int:
     """Runs cfg.episodes episodes in the configured backend; writes metrics and videos."""
     from slac_robot.backends import make_env, make_policy
     from slac_robot.runtime.rollout import run_episodes
+    from slac_robot.runtime.stop import Interrupted, StopSignal
 
     episodes = require_positive_int("episodes", cfg.episodes)
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
@@ -38,16 +39,21 @@ def rollout(cfg: DictConfig) -> int:
         policy = make_policy(cfg.policy, env)
         out_dir = _run_dir(cfg, "rollout")
         OmegaConf.save(cfg, out_dir / "config.yaml")
-        results = run_episodes(
-            env,
-            policy,
-            episodes=episodes,
-            seed=cfg.seed,
-            out_dir=out_dir,
-            agent_video=bool(cfg.video.agent),
-            agent_video_scale=cfg.video.agent_scale,
-            view_video=bool(cfg.video.view),
-        )
+        with StopSignal() as stop:
+            results = run_episodes(
+                env,
+                policy,
+                episodes=episodes,
+                seed=cfg.seed,
+                out_dir=out_dir,
+                agent_video=bool(cfg.video.agent),
+                agent_video_scale=cfg.video.agent_scale,
+                view_video=bool(cfg.video.view),
+                stop=stop,
+            )
+    except Interrupted as interrupt:
+        print(f"slac-robot rollout: {interrupt}; finished episodes are in {out_dir}", file=sys.stderr)
+        return interrupt.exit_code
     finally:
         env.close()
     successes = sum(r.success for r in results)

@@ -186,15 +186,16 @@ def test_installed_script_runs_a_rollout(tmp_path):
     assert len(video_frames(out_dir / "episode_002_agent.mp4")) == 5
 
 
-def test_ctrl_c_keeps_finished_episodes_playable_videos_and_the_plot(tmp_path):
+@pytest.mark.parametrize("signal_name, whole_group", [("SIGINT", True), ("SIGTERM", False)])
+def test_a_stop_signal_keeps_finished_episodes_playable_videos_and_the_plot(tmp_path, signal_name, whole_group):
+    import os
     import signal
     import time
 
-    import os
-
+    signum = getattr(signal, signal_name)
     out_dir = tmp_path / "run"
-    # A session of its own, so that SIGINT goes to the whole process group as a terminal's
-    # Ctrl-C does: the ffmpeg processes writing the videos get it too.
+    # A session of its own, so that SIGINT can go to the whole process group as a terminal's
+    # Ctrl-C does: the ffmpeg processes writing the videos get it too. SIGTERM goes to the CLI only.
     process = subprocess.Popen(
         [script_path(), "rollout", "episodes=50", "task.episode_steps=10", "backend.view_camera.width_px=160",
          "backend.view_camera.height_px=120", f"out_dir={out_dir}"],
@@ -209,12 +210,15 @@ def test_ctrl_c_keeps_finished_episodes_playable_videos_and_the_plot(tmp_path):
             if (out_dir / "episodes.csv").exists() and len(read_rows(out_dir)[1]) >= 2:
                 break
             time.sleep(0.1)
-        os.killpg(process.pid, signal.SIGINT)
+        if whole_group:
+            os.killpg(process.pid, signum)
+        else:
+            process.send_signal(signum)
         _, err = process.communicate(timeout=60)
     finally:
         process.kill()
-    assert process.returncode == 130, err
-    assert "interrupted" in err
+    assert process.returncode == 128 + signum, err
+    assert f"interrupted by {signal_name}" in err
     _, rows = read_rows(out_dir)
     assert 2 <= len(rows) < 50
     assert [int(row["episode"]) for row in rows] == list(range(len(rows)))

@@ -1,1 +1,1 @@
-"""Running episodes: the rollout loop, its metrics and videos."""
+"""Running episodes: the rollout loop, its metrics, videos and plots, and stopping on signals."""

@@ -12,6 +12,7 @@ from tqdm import tqdm
 from slac_robot.env import ValveTurnEnv
 from slac_robot.policies import Policy
 from slac_robot.runtime.plots import plot_valve_errors
+from slac_robot.runtime.stop import StopSignal
 from slac_robot.runtime.video import VideoWriter
 
 
@@ -38,6 +39,7 @@ def run_episodes(
     agent_video: bool,
     agent_video_scale: int,
     view_video: bool,
+    stop: StopSignal | None = None,
 ) -> list[EpisodeMetrics]:
     """Runs `episodes` episodes, seeded seed, seed+1, ...; writes into out_dir:
 
@@ -45,7 +47,8 @@ def run_episodes(
     valve_error.png               each episode's goal - valve angle against time;
     episode_NNN_agent.mp4         the agent camera, when agent_video;
     episode_NNN_view.mp4          the third-person camera, when view_video (needs env.render()).
-    Returns the metrics."""
+    Returns the metrics. With `stop`, a requested stop raises `Interrupted` between two steps,
+    after the finished episodes' rows, the videos so far and the plot are written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     fps = 1.0 / env.clock.period_s
     results: list[EpisodeMetrics] = []
@@ -64,7 +67,7 @@ def run_episodes(
                 if view_video:
                     videos["view"] = VideoWriter(out_dir / f"episode_{episode:03d}_view.mp4", fps)
                 try:
-                    metrics, episode_errors = _run_one(env, policy, episode, seed + episode, videos, progress)
+                    metrics, episode_errors = _run_one(env, policy, episode, seed + episode, videos, progress, stop)
                 finally:  # an interrupted episode still leaves playable videos
                     for video in videos.values():
                         video.close()
@@ -73,7 +76,7 @@ def run_episodes(
                 rows.writerow(asdict(metrics))
                 csv_file.flush()
                 progress.set_postfix(success=f"{sum(r.success for r in results)}/{len(results)}")
-        finally:  # on Ctrl-C too: plot the episodes that finished
+        finally:  # when interrupted too: plot the episodes that finished
             if results:
                 plot_valve_errors(
                     errors, [r.goal_rad for r in results], env.clock.period_s,
@@ -82,7 +85,7 @@ def run_episodes(
     return results
 
 
-def _run_one(env, policy, episode, seed, videos, progress) -> tuple[EpisodeMetrics, np.ndarray]:
+def _run_one(env, policy, episode, seed, videos, progress, stop) -> tuple[EpisodeMetrics, np.ndarray]:
     """Runs one episode; returns its metrics and its error (goal - valve) at every step."""
     observation, info = env.reset(seed=seed)
     policy.reset(seed)
@@ -92,6 +95,8 @@ def _run_one(env, policy, episode, seed, videos, progress) -> tuple[EpisodeMetri
     errors = [info["error_rad"]]
     total, truncated, terminated, steps = 0.0, False, False, 0
     while not (terminated or truncated):
+        if stop is not None:
+            stop.check()
         action = policy.act(observation, info)
         observation, reward, terminated, truncated, info = env.step(action)
         total += reward
