@@ -13,7 +13,7 @@ from typing import Callable
 
 from omegaconf import DictConfig, OmegaConf
 
-from slac_robot.config import ConfigError, load_config, require_positive_int
+from slac_robot.config import ConfigError, load_config, require_int
 
 USAGE = """usage: slac-robot COMMAND [key=value ...] [--cfg]
 
@@ -30,10 +30,9 @@ def rollout(cfg: DictConfig) -> int:
     from slac_robot.runtime.rollout import run_episodes
     from slac_robot.runtime.stop import Interrupted, StopSignal
 
-    episodes = require_positive_int("episodes", cfg.episodes)
-    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
-        raise ConfigError(f"seed must be an integer >= 0, got {cfg.seed!r}")
-    require_positive_int("video.agent_scale", cfg.video.agent_scale)
+    episodes = require_int("episodes", cfg.episodes)
+    require_int("seed", cfg.seed, minimum=0)
+    require_int("video.agent_scale", cfg.video.agent_scale)
     env = make_env(cfg, render=bool(cfg.video.view))
     try:
         policy = make_policy(cfg.policy, env)

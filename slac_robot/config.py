@@ -17,10 +17,10 @@ class ConfigError(ValueError):
     """A configuration value is invalid; the message names the key, the value and the fix."""
 
 
-def require_positive_int(key: str, value: Any) -> int:
-    """Returns value as an int, or raises ConfigError naming `key` when it is not an int >= 1."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{key} must be a positive integer, got {value!r}")
+def require_int(key: str, value: Any, minimum: int = 1) -> int:
+    """Returns value, or raises ConfigError naming `key` when it is not an integer >= minimum."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{key} must be an integer >= {minimum}, got {value!r}")
     return value
 
 

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from slac_robot.config import require_positive, require_positive_int
+from slac_robot.config import require_positive, require_int
 from slac_robot.safety import ActionFilter
 
 
@@ -55,7 +55,7 @@ class ScriptedTurnPolicy:
         steps_per_phase: int,
         hold_within_rad: float,
     ):
-        require_positive_int("policy.steps_per_phase", steps_per_phase)
+        require_int("policy.steps_per_phase", steps_per_phase)
         self._to_action = action_filter.to_action
         self._fingers = action_filter.num_joints // 3
         self._stroke_top_rad = stroke_top_rad

@@ -5,7 +5,7 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-from slac_robot.config import require_positive, require_positive_int
+from slac_robot.config import require_positive, require_int
 from slac_robot.sim import scene
 
 
@@ -24,7 +24,7 @@ class ValveSimulation:
         layout: scene.SceneLayout,
     ):
         require_positive("backend.physics_timestep_s", physics_timestep_s)
-        require_positive_int("backend.substeps", substeps)
+        require_int("backend.substeps", substeps)
         self.model = scene.load_valve_model(layout, physics_timestep_s)
         self.data = mujoco.MjData(self.model)
         self.substeps = int(substeps)

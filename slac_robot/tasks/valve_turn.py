@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from slac_robot.config import ConfigError, require_number, require_positive, require_positive_int
+from slac_robot.config import ConfigError, require_number, require_positive, require_int
 from slac_robot.interfaces import RobotState
 
 GOAL_SETTINGS = ("fixed", "three_goal", "random")
@@ -69,7 +69,7 @@ class ValveTurnTask:
             raise ConfigError(
                 f"task.goal_setting={goal_setting!r} is not one of: {', '.join(GOAL_SETTINGS)}"
             )
-        episode_steps = require_positive_int("task.episode_steps", episode_steps)
+        episode_steps = require_int("task.episode_steps", episode_steps)
         for key, (low, high) in (
             ("random_goal_range_rad", random_goal_range_rad),
             ("initial_valve_range_rad", initial_valve_range_rad),
