@@ -38,17 +38,11 @@ def read_rows(out_dir: pathlib.Path) -> tuple[list[str], list[dict[str, str]]]:
 
 
 def video_frames(path: pathlib.Path) -> list[np.ndarray]:
-    """Decodes an MP4 into its frames (PyAV when installed, else imageio's ffmpeg)."""
-    try:
-        import av  # noqa: F401
-    except ImportError:
-        import imageio.v2 as imageio
+    """Decodes an MP4 into its frames with imageio's ffmpeg (the writer's own codec path)."""
+    import imageio.v2 as imageio
 
-        with contextlib.closing(imageio.get_reader(path, format="ffmpeg")) as reader:
-            return [np.asarray(frame) for frame in reader]
-    import imageio.v3 as iio
-
-    return list(iio.imread(path, plugin="pyav"))
+    with contextlib.closing(imageio.get_reader(path, format="ffmpeg")) as reader:
+        return [np.asarray(frame) for frame in reader]
 
 
 def script_path() -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import mujoco
-import numpy as np
 
 from slac_robot.config import ConfigError
 from slac_robot.interfaces import Frame
