@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 from omegaconf import DictConfig, OmegaConf
 
 from slac_robot.env import ValveTurnEnv
-from slac_robot.config import ConfigError
+from slac_robot.config import ConfigError, load_config
 from slac_robot.interfaces import Camera, ControlClock, Robot
 from slac_robot.policies import Policy, RandomPolicy, ScriptedTurnPolicy
 from slac_robot.safety import ActionFilter
@@ -147,6 +147,4 @@ def make_registered_env(
 
     overrides: hydra overrides of the rollout config, e.g. ["task=three_goal"].
     render_mode: None, or "rgb_array" for the third-person view."""
-    from slac_robot.config import load_config
-
     return make_env(load_config("rollout", overrides), render=render_mode == "rgb_array")

@@ -55,7 +55,6 @@ class ScriptedTurnPolicy:
         steps_per_phase: int,
         hold_within_rad: float,
     ):
-        require_int("policy.steps_per_phase", steps_per_phase)
         self._to_action = action_filter.to_action
         self._fingers = action_filter.num_joints // 3
         self._stroke_top_rad = stroke_top_rad
@@ -63,7 +62,7 @@ class ScriptedTurnPolicy:
         self._slow_within_rad = require_positive("policy.slow_within_rad", slow_within_rad)
         self._down = tuple(down_pose_rad)
         self._up = tuple(up_pose_rad)
-        self._steps_per_phase = int(steps_per_phase)
+        self._steps_per_phase = require_int("policy.steps_per_phase", steps_per_phase)
         self._hold_within_rad = hold_within_rad
         self._step = 0
 
