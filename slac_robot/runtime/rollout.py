@@ -93,14 +93,13 @@ def _run_one(env, policy, episode, seed, videos, progress, stop) -> tuple[Episod
     refused_before = info["refused_actions"]
     _record(env, observation, videos)
     errors = [info["error_rad"]]
-    total, truncated, terminated, steps = 0.0, False, False, 0
+    total, truncated, terminated = 0.0, False, False
     while not (terminated or truncated):
         if stop is not None:
             stop.check()
         action = policy.act(observation, info)
         observation, reward, terminated, truncated, info = env.step(action)
         total += reward
-        steps += 1
         errors.append(info["error_rad"])
         _record(env, observation, videos)
         progress.update(1)
@@ -111,7 +110,7 @@ def _run_one(env, policy, episode, seed, videos, progress, stop) -> tuple[Episod
         episode_return=total,
         final_abs_error_rad=abs(info["error_rad"]),
         success=bool(info["success"]),
-        steps=steps,
+        steps=info["step"],
         refused_actions=info["refused_actions"] - refused_before,
     )
     return metrics, np.array(errors)

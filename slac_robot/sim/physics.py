@@ -24,10 +24,9 @@ class ValveSimulation:
         layout: scene.SceneLayout,
     ):
         require_positive("backend.physics_timestep_s", physics_timestep_s)
-        require_int("backend.substeps", substeps)
         self.model = scene.load_valve_model(layout, physics_timestep_s)
         self.data = mujoco.MjData(self.model)
-        self.substeps = int(substeps)
+        self.substeps = require_int("backend.substeps", substeps)
         self.claw_qpos_index = np.array(
             [self.model.jnt_qposadr[self.model.joint(name).id] for name in scene.CLAW_JOINTS]
         )

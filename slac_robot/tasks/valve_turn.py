@@ -69,32 +69,30 @@ class ValveTurnTask:
             raise ConfigError(
                 f"task.goal_setting={goal_setting!r} is not one of: {', '.join(GOAL_SETTINGS)}"
             )
-        episode_steps = require_int("task.episode_steps", episode_steps)
         for key, (low, high) in (
             ("random_goal_range_rad", random_goal_range_rad),
             ("initial_valve_range_rad", initial_valve_range_rad),
         ):
             if not low <= high:
                 raise ConfigError(f"task.{key} must be [low, high] with low <= high, got {[low, high]}")
-        require_positive("task.success_threshold_rad", success_threshold_rad)
-        if initial_valve_rad is not None:
-            require_number("task.initial_valve_rad", initial_valve_rad)
         reset_pose_rad = np.asarray(reset_pose_rad, dtype=np.float64)
         if reset_pose_rad.shape != (9,):
             raise ConfigError(
                 f"task.reset_pose_rad must hold 9 joint angles, got {reset_pose_rad.shape[0]}"
             )
         self.goal_setting = goal_setting
-        self.fixed_goal_rad = float(fixed_goal_rad)
+        self.fixed_goal_rad = require_number("task.fixed_goal_rad", fixed_goal_rad)
         self.random_goal_range_rad = (float(random_goal_range_rad[0]), float(random_goal_range_rad[1]))
-        self.initial_valve_rad = None if initial_valve_rad is None else float(initial_valve_rad)
+        self.initial_valve_rad = (
+            None if initial_valve_rad is None else require_number("task.initial_valve_rad", initial_valve_rad)
+        )
         self.initial_valve_range_rad = (
             float(initial_valve_range_rad[0]),
             float(initial_valve_range_rad[1]),
         )
         self.reset_pose_rad = reset_pose_rad
-        self.episode_steps = int(episode_steps)
-        self.success_threshold_rad = float(success_threshold_rad)
+        self.episode_steps = require_int("task.episode_steps", episode_steps)
+        self.success_threshold_rad = require_positive("task.success_threshold_rad", success_threshold_rad)
         self.reward_weights = reward
 
     def sample_goal(self, rng: np.random.Generator) -> float:
