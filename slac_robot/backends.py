@@ -114,17 +114,24 @@ def make_env(cfg: DictConfig, render: bool = False) -> ValveTurnEnv:
     action_filter = make_action_filter(cfg.safety)
     camera = _plain(cfg.camera)
     parts = BACKENDS[name](_plain(cfg.backend), camera, render)
-    return ValveTurnEnv(
-        robot=parts.robot,
-        camera=parts.camera,
-        clock=parts.clock,
-        task=task,
-        action_filter=action_filter,
-        image_shape=(camera["height_px"], camera["width_px"], 3),
-        frame_max_age_s=camera["frame_max_age_s"],
-        view_camera=parts.view_camera,
-        render_mode="rgb_array" if render else None,
-    )
+    try:
+        return ValveTurnEnv(
+            robot=parts.robot,
+            camera=parts.camera,
+            clock=parts.clock,
+            task=task,
+            action_filter=action_filter,
+            image_shape=(camera["height_px"], camera["width_px"], 3),
+            frame_max_age_s=camera["frame_max_age_s"],
+            view_camera=parts.view_camera,
+            render_mode="rgb_array" if render else None,
+        )
+    except Exception:
+        # A rejected value must not leave the robot powered or a device held.
+        for part in (parts.view_camera, parts.camera, parts.robot):
+            if part is not None:
+                part.close()
+        raise
 
 
 def make_policy(policy: DictConfig, env: ValveTurnEnv) -> Policy:
