@@ -4,6 +4,9 @@
 # Set-up is idempotent: a virtual environment in .venv, system libraries when missing.
 
 PYTHON ?= python3
+# The torch build set-up installs: the CPU build by default; on a GPU machine, e.g.
+#   make setup TORCH='torch --index-url https://download.pytorch.org/whl/cu126'
+TORCH  ?= torch==2.13.0
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -28,6 +31,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) tools/check_python.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	# robel carries the D'Claw scene files; its own code needs gym and mujoco-py, which we never
 	# import, hence --no-deps. pip >= 24.1 refuses robel's malformed metadata
