@@ -7,18 +7,24 @@ else in the package asks which backend it runs on.
 
 from __future__ import annotations
 
+import pathlib
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from omegaconf import DictConfig, OmegaConf
 
 from slac_robot.env import ValveTurnEnv
-from slac_robot.config import ConfigError, load_config
+from slac_robot.config import ConfigError, load_config, require_int, require_positive
 from slac_robot.interfaces import Camera, ControlClock, Robot
 from slac_robot.policies import Policy, RandomPolicy, ScriptedTurnPolicy
 from slac_robot.safety import ActionFilter
 from slac_robot.tasks import RewardWeights, ValveTurnTask
 
 if TYPE_CHECKING:
+    import gymnasium as gym
+    import torch
+
+    from slac_robot.agent.agent import SlacAgent
+    from slac_robot.agent.replay import SequenceReplay
     from slac_robot.sim import ValveSimulation
 
 
@@ -155,3 +161,58 @@ def make_registered_env(
     overrides: hydra overrides of the rollout config, e.g. ["task=three_goal"].
     render_mode: None, or "rgb_array" for the third-person view."""
     return make_env(load_config("rollout", overrides), render=render_mode == "rgb_array")
+
+
+def resolve_device(name: str) -> "torch.device":
+    """`device` config value -> torch.device: auto picks CUDA when present, else the CPU."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device={name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={name!r} but torch sees no CUDA device here; use device=cpu or device=auto")
+    return device
+
+
+def make_agent(agent: DictConfig, env: "gym.Env", device: "torch.device") -> "SlacAgent":
+    """Builds the SLAC agent for env's action and goal sizes from the `agent` config group."""
+    from slac_robot.agent.agent import SlacAgent, SlacConfig
+
+    kwargs = _plain(agent)
+    kwargs.pop("name")
+    kwargs["hidden"] = tuple(kwargs["hidden"])
+    require_int("agent.sequence_length", kwargs["sequence_length"], minimum=2)
+    for key in ("z1_dim", "z2_dim"):
+        require_int(f"agent.{key}", kwargs[key])
+    for key in ("width", "image_std", "model_lr", "actor_lr", "critic_lr", "alpha_lr", "initial_alpha", "tau"):
+        require_positive(f"agent.{key}", kwargs[key])
+    if not 0.0 <= kwargs["gamma"] < 1.0:
+        raise ConfigError(f"agent.gamma={kwargs['gamma']} must lie in [0, 1)")
+    image_shape = env.observation_space["image"].shape
+    if image_shape[:2] != (64, 64):
+        raise ConfigError(
+            f"SLAC's encoder and decoder take 64x64 images, the camera gives {image_shape[1]}x{image_shape[0]}; "
+            "set camera.width_px=64 camera.height_px=64"
+        )
+    goal_space = env.observation_space.spaces.get("goal")
+    goal_dim = goal_space.shape[0] if goal_space is not None else 0
+    return SlacAgent(env.action_space.shape[0], goal_dim, SlacConfig(**kwargs), device)
+
+
+def make_replay(replay: DictConfig, directory: "pathlib.Path", env: "gym.Env", sequence_length: int) -> "SequenceReplay":
+    """The on-disk sequence replay for env's observations (episodes already there are loaded)."""
+    from slac_robot.agent.replay import SequenceReplay
+
+    goal_space = env.observation_space.spaces.get("goal")
+    return SequenceReplay(
+        directory,
+        action_dim=env.action_space.shape[0],
+        capacity_steps=require_int("replay.capacity_steps", replay.capacity_steps),
+        sequence_length=sequence_length,
+        image_shape=env.observation_space["image"].shape,
+        extras={"goal": goal_space.shape[0]} if goal_space is not None else {},
+    )

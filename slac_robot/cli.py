@@ -66,8 +66,86 @@ def rollout(cfg: DictConfig) -> int:
     return 0
 
 
+def train(cfg: DictConfig) -> int:
+    """Trains SLAC online in the configured backend and task; see configs/train.yaml."""
+    from slac_robot.agent.checkpoint import CheckpointError
+    from slac_robot.backends import make_agent, make_env, make_replay, resolve_device
+    from slac_robot.runtime.stop import Interrupted, StopSignal
+    from slac_robot.runtime.train import Schedule, Trainer
+
+    if cfg.resume:
+        run_dir = pathlib.Path(str(cfg.resume))
+        cfg = _resumed_config(run_dir, cfg)
+    else:
+        run_dir = _run_dir(cfg, "train")
+    schedule = Schedule(**{k: require_int(f"schedule.{k}", v, minimum=0) for k, v in cfg.schedule.items()})
+    require_int("seed", cfg.seed, minimum=0)
+    device = resolve_device(str(cfg.device))
+    env = make_env(cfg)
+    eval_env = make_env(cfg)
+    try:
+        agent = make_agent(cfg.agent, env, device)
+        replay = make_replay(cfg.replay, run_dir / "replay", env, agent.cfg.sequence_length)
+        OmegaConf.save(cfg, run_dir / "config.yaml")
+        trainer = Trainer(env, eval_env, agent, replay, schedule, run_dir, seed=cfg.seed, video_scale=cfg.video.scale)
+        if cfg.resume:
+            _restore(trainer, run_dir)
+        print(f"slac-robot train: run directory {run_dir} (device {device})")
+        with StopSignal() as stop:
+            trainer.train(stop)
+    except Interrupted as interrupt:
+        print(f"slac-robot train: {interrupt}; checkpoint written, resume with: "
+              f"slac-robot train resume={run_dir}", file=sys.stderr)
+        return interrupt.exit_code
+    except CheckpointError as error:
+        print(f"slac-robot train: {error}", file=sys.stderr)
+        return 1
+    finally:
+        env.close()
+        eval_env.close()
+    p = trainer.progress
+    print(f"{p.env_steps} environment steps, {p.episodes} episodes, {agent.model_updates} model and "
+          f"{agent.sac_updates} SAC updates; results in {run_dir}")
+    return 0
+
+
+def _resumed_config(run_dir: pathlib.Path, cfg: DictConfig) -> DictConfig:
+    """The resumed run's own config, with this command line's schedule and device on top."""
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        raise ConfigError(f"resume={run_dir}: no config.yaml there; pass the directory of a `slac-robot train` run")
+    resumed = OmegaConf.load(saved)
+    resumed.schedule = cfg.schedule
+    resumed.device = cfg.device
+    resumed.resume = str(run_dir)
+    return resumed
+
+
+def _restore(trainer, run_dir: pathlib.Path) -> None:
+    """Loads the newest readable checkpoint; finished episodes recorded after it stay in the replay
+    and count as collected."""
+    from slac_robot.agent.checkpoint import CheckpointError, load_latest_checkpoint
+
+    try:
+        path, state = load_latest_checkpoint(run_dir / "checkpoints")
+    except CheckpointError:
+        if trainer.replay.total_episodes == 0:
+            raise
+        print(f"slac-robot train: no checkpoint in {run_dir}; fresh networks, {trainer.replay.total_episodes} "
+              "recorded episodes kept", file=sys.stderr)
+    else:
+        trainer.load_state_dict(state)
+        print(f"slac-robot train: resumed from {path}")
+    p, replay = trainer.progress, trainer.replay
+    if replay.total_steps != p.env_steps:
+        print(f"slac-robot train: the replay holds {replay.total_steps} steps in {replay.total_episodes} finished "
+              f"episodes, the checkpoint counted {p.env_steps}; going on from the replay's count", file=sys.stderr)
+        p.env_steps, p.episodes = replay.total_steps, replay.total_episodes
+
+
 COMMANDS: dict[str, tuple[Callable[[DictConfig], int], str]] = {
     "rollout": (rollout, "run episodes with a random or scripted policy; write metrics and videos"),
+    "train": (train, "train SLAC online from pixels; checkpoints, TensorBoard, videos; resume=RUN_DIR"),
 }
 
 

@@ -1,0 +1,300 @@
+"""Online SLAC training: collect, update, evaluate, checkpoint (the paper's Algorithm 1).
+
+  1. collect `initial_collection_steps` with uniformly random actions;
+  2. pre-train the latent model alone for `initial_model_updates` updates;
+  3. then, after every environment step, `updates_per_step` x (one model update, one SAC update);
+  every `eval_every_episodes` episodes evaluate the deterministic policy; every
+  `checkpoint_every_episodes` episodes (and when stopped by a signal) write a checkpoint.
+Episodes always run to their end, so checkpoints fall on episode boundaries and a run resumed from
+one continues exactly as the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import csv
+import pathlib
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from slac_robot.agent.agent import SlacAgent
+from slac_robot.agent.checkpoint import checkpoint_path, prune_checkpoints, save_checkpoint
+from slac_robot.agent.history import PolicyHistory
+from slac_robot.agent.replay import SequenceReplay
+from slac_robot.runtime.media import write_model_media
+from slac_robot.runtime.stop import Interrupted, StopSignal
+from slac_robot.runtime.video import VideoWriter
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How long and how often (all counts, see configs/train.yaml)."""
+
+    total_env_steps: int
+    initial_collection_steps: int
+    initial_model_updates: int
+    updates_per_step: int
+    model_batch_size: int
+    sac_batch_size: int
+    eval_every_episodes: int
+    eval_episodes: int
+    checkpoint_every_episodes: int
+    keep_checkpoints: int
+    log_every_steps: int
+
+
+@dataclass
+class Progress:
+    """Counters of a run, saved in every checkpoint."""
+
+    env_steps: int = 0
+    episodes: int = 0
+    pretrained: bool = False
+
+
+@dataclass
+class EvalResult:
+    """Evaluation of the deterministic policy, per goal (goal_rad rounded; "all" without goals)."""
+
+    env_steps: int
+    success_rate: dict[str, float] = field(default_factory=dict)
+    final_error: dict[str, float] = field(default_factory=dict)
+    mean_return: float = 0.0
+
+
+def _every(count: int, every: int) -> bool:
+    return every > 0 and count % every == 0
+
+
+class Trainer:
+    """Runs one training session into `run_dir`:
+
+    replay/          finished episodes, one file each (slac_robot.agent.replay)
+    checkpoints/     checkpoint_<env steps>.pt, the newest `keep_checkpoints`
+    tensorboard/     scalars (losses, KL, alpha, entropy, Q, returns, success), model images
+    videos/          evaluation episodes; the model's reconstructions and predictions
+    train_episodes.csv, eval.csv   one row per training episode / evaluation
+    """
+
+    def __init__(
+        self,
+        env: gym.Env,
+        eval_env: gym.Env,
+        agent: SlacAgent,
+        replay: SequenceReplay,
+        schedule: Schedule,
+        run_dir: pathlib.Path,
+        seed: int,
+        video_scale: int = 4,
+        show_progress: bool = True,
+    ):
+        self.env, self.eval_env, self.agent, self.replay = env, eval_env, agent, replay
+        self.schedule = schedule
+        self.run_dir = pathlib.Path(run_dir)
+        self.video_scale = video_scale
+        self.show_progress = show_progress
+        self.progress = Progress()
+        self.rng = np.random.default_rng(seed)
+        torch.manual_seed(seed)
+        self.action_dim = env.action_space.shape[0]
+        self.image_shape = env.observation_space["image"].shape
+        self.fps = env.metadata.get("render_fps", 10)
+        self._writer = None
+        self._last_metrics: dict[str, float] = {}
+
+    # ----- persistence -----
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "agent": self.agent.state_dict(),
+            "progress": asdict(self.progress),
+            "numpy_rng": self.rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.agent.load_state_dict(state["agent"])
+        self.progress = Progress(**state["progress"])
+        self.rng.bit_generator.state = state["numpy_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+    def save(self) -> pathlib.Path:
+        path = checkpoint_path(self.run_dir / "checkpoints", self.progress.env_steps)
+        save_checkpoint(path, self.state_dict())
+        prune_checkpoints(self.run_dir / "checkpoints", self.schedule.keep_checkpoints)
+        return path
+
+    # ----- the loop -----
+    def train(self, stop: StopSignal | None = None) -> None:
+        """Runs episodes until schedule.total_env_steps; a requested stop raises Interrupted
+        after a checkpoint (the unfinished episode is not kept)."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        s = self.schedule
+        self._writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.progress.env_steps)
+        bar = tqdm(
+            total=s.total_env_steps, initial=self.progress.env_steps, unit="step", desc="train",
+            disable=not self.show_progress,
+        )
+        try:
+            while self.progress.env_steps < s.total_env_steps:
+                self._run_episode(bar, stop)
+                self.progress.episodes += 1
+                if _every(self.progress.episodes, s.eval_every_episodes):
+                    self.evaluate()
+                if _every(self.progress.episodes, s.checkpoint_every_episodes):
+                    self.save()
+            self.save()
+        except Interrupted:
+            self.save()
+            raise
+        finally:
+            bar.close()
+            self._writer.close()
+
+    def _run_episode(self, bar: tqdm, stop: StopSignal | None) -> None:
+        s, p = self.schedule, self.progress
+        obs, _ = self.env.reset(seed=int(self.rng.integers(2**31)))
+        self.replay.start_episode(obs)
+        history = PolicyHistory(self.agent.cfg.sequence_length, self.image_shape, self.action_dim)
+        history.reset(obs["image"], obs.get("goal"))
+        episode_return, done, info, steps = 0.0, False, {}, 0
+        try:
+            while not done:
+                if stop is not None:
+                    stop.check()
+                # Act: random while collecting the initial data, then the policy (sampled).
+                if p.env_steps < s.initial_collection_steps:
+                    action = self.rng.uniform(-1.0, 1.0, self.action_dim).astype(np.float32)
+                else:
+                    action = self.agent.act(history.frames, history.actions, history.goal, explore=True)
+                obs, reward, terminated, truncated, info = self.env.step(action)
+                done = terminated or truncated
+                self.replay.add(action, reward, obs, terminated, truncated)
+                history.push(action, obs["image"], obs.get("goal"))
+                episode_return += float(reward)
+                p.env_steps += 1
+                steps += 1
+                bar.update(1)
+                # Update: model pre-training once, then model + SAC after every step.
+                if p.env_steps >= s.initial_collection_steps:
+                    if not p.pretrained:
+                        self._pretrain_model()
+                    for _ in range(s.updates_per_step):
+                        self._update()
+                if _every(p.env_steps, s.log_every_steps):
+                    self._log_scalars()
+        except BaseException:
+            # The unfinished episode is not recorded, so its steps do not count either.
+            self.replay.discard_episode()
+            p.env_steps -= steps
+            raise
+        self._write_row("train_episodes.csv", {
+            "episode": p.episodes, "env_steps": p.env_steps, "return": episode_return,
+            "success": bool(info.get("success", False)),
+        })
+        self._writer.add_scalar("train/episode_return", episode_return, p.env_steps)
+        self._writer.add_scalar("train/success", float(info.get("success", False)), p.env_steps)
+
+    def _pretrain_model(self) -> None:
+        """The paper's model-only pre-training on the initial random data."""
+        for _ in tqdm(range(self.schedule.initial_model_updates), desc="pre-train model", unit="update",
+                      disable=not self.show_progress, leave=False):
+            self._last_metrics.update(self.agent.update_model(self._sample(self.schedule.model_batch_size)))
+        self.progress.pretrained = True
+
+    def _update(self) -> None:
+        s = self.schedule
+        self._last_metrics.update(self.agent.update_model(self._sample(s.model_batch_size)))
+        self._last_metrics.update(self.agent.update_sac(self._sample(s.sac_batch_size)))
+
+    def _sample(self, batch_size: int):
+        return self.agent.to_batch(self.replay.sample(batch_size, self.rng))
+
+    def _log_scalars(self) -> None:
+        for name, value in self._last_metrics.items():
+            self._writer.add_scalar(name, value, self.progress.env_steps)
+
+    # ----- evaluation -----
+    def evaluate(self) -> EvalResult:
+        """Runs schedule.eval_episodes with the deterministic policy on the evaluation env;
+        logs success rate and final |error| per goal; writes a video of the first episode and the
+        model's reconstructions and predictions."""
+        p = self.progress
+        successes: dict[str, list[float]] = defaultdict(list)
+        errors: dict[str, list[float]] = defaultdict(list)
+        returns = []
+        video_dir = self.run_dir / "videos"
+        video_dir.mkdir(parents=True, exist_ok=True)
+        for episode in range(self.schedule.eval_episodes):
+            video = None
+            if episode == 0:
+                video = VideoWriter(video_dir / f"eval_{p.env_steps:09d}.mp4", self.fps, self.video_scale)
+            try:
+                goal, success, error, episode_return = self._eval_episode(seed=episode, video=video)
+            finally:
+                if video is not None:
+                    video.close()
+            successes[goal].append(success)
+            errors[goal].append(error)
+            returns.append(episode_return)
+        result = EvalResult(
+            env_steps=p.env_steps,
+            success_rate={g: float(np.mean(v)) for g, v in successes.items()},
+            final_error={g: float(np.mean(v)) for g, v in errors.items()},
+            mean_return=float(np.mean(returns)),
+        )
+        overall = float(np.mean([x for v in successes.values() for x in v]))
+        self._writer.add_scalar("eval/success_rate", overall, p.env_steps)
+        self._writer.add_scalar("eval/mean_return", result.mean_return, p.env_steps)
+        for goal in result.success_rate:
+            self._writer.add_scalar(f"eval/success_rate/goal_{goal}", result.success_rate[goal], p.env_steps)
+            self._writer.add_scalar(f"eval/final_error/goal_{goal}", result.final_error[goal], p.env_steps)
+        self._write_row("eval.csv", {
+            "env_steps": p.env_steps, "episodes": p.episodes, "success_rate": overall,
+            "mean_return": result.mean_return,
+            "per_goal": ";".join(f"{g}:{result.success_rate[g]:.3f}/{result.final_error[g]:.3f}"
+                                 for g in sorted(result.success_rate)),
+        })
+        if self.replay.num_episodes:
+            write_model_media(self.agent, self.replay.sample(1, np.random.default_rng(p.env_steps)),
+                              video_dir / f"model_{p.env_steps:09d}", self._writer, p.env_steps, self.fps)
+        return result
+
+    def _eval_episode(self, seed: int, video: VideoWriter | None) -> tuple[str, float, float, float]:
+        # Evaluation episodes are seeded by their index: the same goals and starts every time.
+        obs, info = self.eval_env.reset(seed=seed)
+        history = PolicyHistory(self.agent.cfg.sequence_length, self.image_shape, self.action_dim)
+        history.reset(obs["image"], obs.get("goal"))
+        episode_return, done = 0.0, False
+        if video is not None:
+            video.append(obs["image"])
+        while not done:
+            action = self.agent.act(history.frames, history.actions, history.goal, explore=False)
+            obs, reward, terminated, truncated, info = self.eval_env.step(action)
+            done = terminated or truncated
+            history.push(action, obs["image"], obs.get("goal"))
+            episode_return += float(reward)
+            if video is not None:
+                video.append(obs["image"])
+        goal = f"{info['goal_rad']:+.2f}" if "goal_rad" in info else "all"
+        error = abs(float(info.get("error_rad", info.get("distance", np.nan))))
+        return goal, float(bool(info.get("success", False))), error, episode_return
+
+    def _write_row(self, name: str, row: dict[str, Any]) -> None:
+        path = self.run_dir / name
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+            f.flush()
+
