@@ -72,6 +72,7 @@ def train(cfg: DictConfig) -> int:
     from slac_robot.backends import make_agent, make_env, make_replay, resolve_device
     from slac_robot.runtime.stop import Interrupted, StopSignal
     from slac_robot.runtime.train import Schedule, Trainer
+    import torch
 
     if cfg.resume:
         run_dir = pathlib.Path(str(cfg.resume))
@@ -84,6 +85,7 @@ def train(cfg: DictConfig) -> int:
     env = make_env(cfg)
     eval_env = make_env(cfg)
     try:
+        torch.manual_seed(cfg.seed)  # the networks' initial weights and the policy's noise
         agent = make_agent(cfg.agent, env, device)
         replay = make_replay(cfg.replay, run_dir / "replay", env, agent.cfg.sequence_length)
         OmegaConf.save(cfg, run_dir / "config.yaml")

@@ -100,7 +100,6 @@ class Trainer:
         self.show_progress = show_progress
         self.progress = Progress()
         self.rng = np.random.default_rng(seed)
-        torch.manual_seed(seed)
         self.action_dim = env.action_space.shape[0]
         self.image_shape = env.observation_space["image"].shape
         self.fps = env.metadata.get("render_fps", 10)
