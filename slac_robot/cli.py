@@ -79,7 +79,10 @@ def train(cfg: DictConfig) -> int:
         cfg = _resumed_config(run_dir, cfg)
     else:
         run_dir = _run_dir(cfg, "train")
-    schedule = Schedule(**{k: require_int(f"schedule.{k}", v, minimum=0) for k, v in cfg.schedule.items()})
+    at_least_one = {"model_batch_size", "sac_batch_size", "eval_episodes", "keep_checkpoints"}
+    schedule = Schedule(**{
+        k: require_int(f"schedule.{k}", v, minimum=1 if k in at_least_one else 0) for k, v in cfg.schedule.items()
+    })
     require_int("seed", cfg.seed, minimum=0)
     device = resolve_device(str(cfg.device))
     env = make_env(cfg)

@@ -37,3 +37,21 @@ def plot_valve_errors(
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
+
+
+def plot_learning_curve(env_steps: list[int], success_rate: list[float], mean_return: list[float],
+                        path: pathlib.Path, title: str = "SLAC evaluation") -> None:
+    """Plots evaluation success rate and mean return against environment steps to `path`."""
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(7, 5), dpi=100, sharex=True)
+    top.plot(env_steps, success_rate, marker="o", markersize=3)
+    top.set_ylim(-0.05, 1.05)
+    top.set_ylabel("success rate")
+    top.set_title(title)
+    bottom.plot(env_steps, mean_return, marker="o", markersize=3, color="tab:orange")
+    bottom.set_ylabel("mean return")
+    bottom.set_xlabel("environment steps")
+    for axes in (top, bottom):
+        axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)

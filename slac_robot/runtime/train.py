@@ -27,6 +27,7 @@ from slac_robot.agent.checkpoint import checkpoint_path, prune_checkpoints, save
 from slac_robot.agent.history import PolicyHistory
 from slac_robot.agent.replay import SequenceReplay
 from slac_robot.runtime.media import write_model_media
+from slac_robot.runtime.plots import plot_learning_curve
 from slac_robot.runtime.stop import Interrupted, StopSignal
 from slac_robot.runtime.video import VideoWriter
 
@@ -76,6 +77,7 @@ class Trainer:
 
     replay/          finished episodes, one file each (slac_robot.agent.replay)
     checkpoints/     checkpoint_<env steps>.pt, the newest `keep_checkpoints`
+    learning_curve.png   evaluation success rate and return against environment steps
     tensorboard/     scalars (losses, KL, alpha, entropy, Q, returns, success), model images
     videos/          evaluation episodes; the model's reconstructions and predictions
     train_episodes.csv, eval.csv   one row per training episode / evaluation
@@ -262,6 +264,7 @@ class Trainer:
             "per_goal": ";".join(f"{g}:{result.success_rate[g]:.3f}/{result.final_error[g]:.3f}"
                                  for g in sorted(result.success_rate)),
         })
+        self._plot_learning_curve()
         if self.replay.num_episodes:
             write_model_media(self.agent, self.replay.sample(1, np.random.default_rng(p.env_steps)),
                               video_dir / f"model_{p.env_steps:09d}", self._writer, p.env_steps, self.fps)
@@ -286,6 +289,14 @@ class Trainer:
         goal = f"{info['goal_rad']:+.2f}" if "goal_rad" in info else "all"
         error = abs(float(info.get("error_rad", info.get("distance", np.nan))))
         return goal, float(bool(info.get("success", False))), error, episode_return
+
+    def _plot_learning_curve(self) -> None:
+        with open(self.run_dir / "eval.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        plot_learning_curve(
+            [int(r["env_steps"]) for r in rows], [float(r["success_rate"]) for r in rows],
+            [float(r["mean_return"]) for r in rows], self.run_dir / "learning_curve.png",
+        )
 
     def _write_row(self, name: str, row: dict[str, Any]) -> None:
         path = self.run_dir / name

@@ -1,0 +1,149 @@
+"""`slac-robot train`: the online loop end to end on the simulated valve, with tiny networks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import imageio.v2 as imageio
+import numpy as np
+import pytest
+import torch
+
+from slac_robot.cli import main
+from tests.test_cli import script_path, video_frames
+
+EPISODE_STEPS = 10
+TINY = [
+    "device=cpu",
+    "agent.width=0.125",
+    "agent.hidden=[32,32]",
+    "agent.z2_dim=16",
+    f"task.episode_steps={EPISODE_STEPS}",
+    "schedule.initial_collection_steps=20",
+    "schedule.initial_model_updates=3",
+    "schedule.model_batch_size=4",
+    "schedule.sac_batch_size=8",
+    "schedule.eval_every_episodes=2",
+    "schedule.eval_episodes=1",
+    "schedule.checkpoint_every_episodes=1",
+    "schedule.log_every_steps=5",
+]
+
+
+def train(out_dir, *overrides: str) -> int:
+    return main(["train", f"out_dir={out_dir}", *TINY, *overrides])
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("train")
+    assert train(out_dir, "schedule.total_env_steps=40") == 0
+    return out_dir
+
+
+def test_a_run_records_every_episode_and_writes_checkpoints(run):
+    episodes = sorted((run / "replay").glob("episode_*.npz"))
+    assert len(episodes) == 4
+    assert [int(p.stem.split("_")[2]) for p in episodes] == [EPISODE_STEPS] * 4
+    checkpoints = sorted((run / "checkpoints").glob("checkpoint_*.pt"))
+    assert [p.name for p in checkpoints][-1] == "checkpoint_000000040.pt"
+    state = torch.load(checkpoints[-1], weights_only=False)
+    # 3 pre-training updates at step 20, then one model and one SAC update per step from step 20 on.
+    assert state["agent"]["model_updates"] == 3 + 21 and state["agent"]["sac_updates"] == 21
+    assert state["progress"] == {"env_steps": 40, "episodes": 4, "pretrained": True}
+    assert (run / "config.yaml").is_file()
+    assert (run / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_run_logs_tensorboard_scalars_and_evaluations(run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    for tag in ("model/loss", "model/kl", "sac/critic_loss", "sac/actor_loss", "sac/alpha", "sac/entropy",
+                "sac/q", "train/episode_return", "eval/success_rate"):
+        assert tag in tags, tag
+    assert all(np.isfinite(e.value) for e in events.Scalars("model/loss"))
+    assert "model/sequences" in events.Tags()["images"]
+    rows = (run / "eval.csv").read_text().splitlines()
+    assert rows[0].startswith("env_steps,episodes,success_rate") and len(rows) == 1 + 2  # after episodes 2, 4
+
+
+def test_a_run_writes_evaluation_and_model_videos(run):
+    videos = run / "videos"
+    assert len(video_frames(videos / "eval_000000040.mp4")) == EPISODE_STEPS + 1
+    grid = imageio.imread(videos / "model_000000040.png")
+    # Ground truth, posterior reconstruction and prior prediction rows of 9 frames.
+    assert grid.shape == (3 * 64, 9 * 64, 3)
+    assert len(video_frames(videos / "model_000000040.mp4")) == 9
+
+
+def test_a_resumed_run_equals_the_uninterrupted_run(tmp_path):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert train(straight, "schedule.total_env_steps=40") == 0
+    assert train(resumed, "schedule.total_env_steps=30") == 0
+    assert main(["train", f"resume={resumed}", *TINY, "schedule.total_env_steps=40"]) == 0
+    a = torch.load(straight / "checkpoints" / "checkpoint_000000040.pt", weights_only=False)
+    b = torch.load(resumed / "checkpoints" / "checkpoint_000000040.pt", weights_only=False)
+    for net in ("model", "actor", "critic", "critic_target"):
+        for key, value in a["agent"][net].items():
+            assert torch.equal(value, b["agent"][net][key]), f"{net}.{key}"
+    assert a["progress"] == b["progress"]
+    for x, y in zip(sorted((straight / "replay").glob("*.npz")), sorted((resumed / "replay").glob("*.npz"))):
+        np.testing.assert_array_equal(np.load(x)["action"], np.load(y)["action"])
+
+
+def test_sigint_writes_a_checkpoint_keeps_finished_episodes_and_the_run_resumes(tmp_path):
+    out_dir = tmp_path / "run"
+    process = subprocess.Popen(
+        [script_path(), "train", f"out_dir={out_dir}", *TINY, "schedule.total_env_steps=100000"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    try:
+        for _ in range(900):  # bounded wait for three finished episodes, not a timing check
+            if len(list((out_dir / "replay").glob("episode_*.npz"))) >= 3:
+                break
+            time.sleep(0.1)
+        os.killpg(process.pid, signal.SIGINT)
+        _, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert f"resume with: slac-robot train resume={out_dir}" in err
+    finished = sorted((out_dir / "replay").glob("episode_*.npz"))
+    assert len(finished) >= 3
+    checkpoint = torch.load(sorted((out_dir / "checkpoints").glob("*.pt"))[-1], weights_only=False)
+    # The unfinished episode is neither stored nor counted.
+    assert checkpoint["progress"]["env_steps"] == EPISODE_STEPS * len(finished)
+    target = EPISODE_STEPS * (len(finished) + 1)
+    assert main(["train", f"resume={out_dir}", *TINY, f"schedule.total_env_steps={target}"]) == 0
+    assert len(list((out_dir / "replay").glob("episode_*.npz"))) == len(finished) + 1
+
+
+@pytest.mark.parametrize(
+    "overrides, must_name",
+    [
+        (["camera.width_px=32"], ["64x64", "camera.width_px=64"]),
+        (["agent.gamma=1.5"], ["agent.gamma"]),
+        (["agent.sequence_length=1"], ["agent.sequence_length"]),
+        (["schedule.sac_batch_size=0"], ["schedule.sac_batch_size"]),
+        (["replay.capacity_steps=0"], ["replay.capacity_steps"]),
+        (["device=tpu"], ["device", "cpu"]),
+    ],
+)
+def test_bad_training_config_exits_2_with_one_line(overrides, must_name, tmp_path, capsys):
+    assert train(tmp_path, *overrides) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    for word in must_name:
+        assert word in err[0]
+    assert not list(tmp_path.rglob("*.npz")) and not list(tmp_path.rglob("*.pt"))
+
+
+def test_resume_of_a_directory_without_a_run_names_it(tmp_path, capsys):
+    assert main(["train", f"resume={tmp_path / 'nothing'}", *TINY]) == 2
+    assert "no config.yaml" in capsys.readouterr().err
