@@ -188,6 +188,15 @@ def test_terminated_is_a_true_end_and_time_limits_are_not(tmp_path):
     assert not batch["terminated"][:, :-1].any()
     with np.load(sorted(tmp_path.glob("episode_*.npz"))[0]) as first:
         assert bool(first["terminated"]) and not bool(first["truncated"])
+    # a one-step episode that terminates: padding before it is never a termination
+    replay.start_episode(observation(2, 0))
+    replay.add(np.zeros(ACTION_DIM), 0.0, observation(2, 1), terminated=True, truncated=True)
+    batch = replay.sample(400, np.random.default_rng(5))
+    one_step = batch["goal"][:, 0, 0] == 2
+    assert one_step.any()
+    assert batch["terminated"][one_step].tolist() == [[False, True]] * one_step.sum()
+    with np.load(sorted(tmp_path.glob("episode_*.npz"))[-1]) as last:  # a termination wins
+        assert bool(last["terminated"]) and not bool(last["truncated"])
 
 
 def test_each_frame_is_stored_once(tmp_path):
