@@ -257,6 +257,8 @@ def test_episode_longer_than_the_capacity_is_refused_but_kept_on_disk(tmp_path):
 
 
 def test_bad_input_is_refused_with_the_fix(tmp_path):
+    with pytest.raises(ConfigError, match="replay.capacity_steps must be an integer >= 1"):
+        make_replay(tmp_path, capacity_steps=0)
     replay = make_replay(tmp_path)
     with pytest.raises(RuntimeError, match="start_episode"):
         replay.add(np.zeros(ACTION_DIM), 0.0, observation(0, 1), False, False)
