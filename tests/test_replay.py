@@ -188,6 +188,15 @@ def test_terminated_is_a_true_end_and_time_limits_are_not(tmp_path):
     assert not batch["terminated"][:, :-1].any()
     with np.load(sorted(tmp_path.glob("episode_*.npz"))[0]) as first:
         assert bool(first["terminated"]) and not bool(first["truncated"])
+    # a one-step episode that terminates: padding before it is never a termination
+    replay.start_episode(observation(2, 0))
+    replay.add(np.zeros(ACTION_DIM), 0.0, observation(2, 1), terminated=True, truncated=True)
+    batch = replay.sample(400, np.random.default_rng(5))
+    one_step = batch["goal"][:, 0, 0] == 2
+    assert one_step.any()
+    assert batch["terminated"][one_step].tolist() == [[False, True]] * one_step.sum()
+    with np.load(sorted(tmp_path.glob("episode_*.npz"))[-1]) as last:  # a termination wins
+        assert bool(last["terminated"]) and not bool(last["truncated"])
 
 
 def test_each_frame_is_stored_once(tmp_path):
@@ -248,6 +257,8 @@ def test_episode_longer_than_the_capacity_is_refused_but_kept_on_disk(tmp_path):
 
 
 def test_bad_input_is_refused_with_the_fix(tmp_path):
+    with pytest.raises(ConfigError, match="replay.capacity_steps must be an integer >= 1"):
+        make_replay(tmp_path, capacity_steps=0)
     replay = make_replay(tmp_path)
     with pytest.raises(RuntimeError, match="start_episode"):
         replay.add(np.zeros(ACTION_DIM), 0.0, observation(0, 1), False, False)

@@ -58,7 +58,7 @@ from typing import Mapping
 
 import numpy as np
 
-from slac_robot.config import ConfigError
+from slac_robot.config import ConfigError, require_int
 
 FORMAT_VERSION = 1
 CORRUPT_DIR = "corrupt"
@@ -364,8 +364,7 @@ class SequenceReplay:
             ("action_dim", action_dim),
             ("expected_episode_steps", expected_episode_steps),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{key} must be an integer >= 1, got {value!r}")
+            require_int(f"replay.{key}", value)
         extras = dict(extras or {})
         reserved = {"images", "actions", "rewards", "terminated", "valid"} & set(extras)
         if reserved:
