@@ -90,6 +90,7 @@ class Episode:
 
 
 def episode_file_name(index: int, steps: int) -> str:
+    """The file name of the episode with this index and number of steps."""
     return f"episode_{index:0{_INDEX_DIGITS}d}_{steps}.npz"
 
 
@@ -123,7 +124,7 @@ def write_episode(directory: Path, index: int, episode: Episode) -> Path:
     """Writes `episode` atomically as episode_<index>_<steps>.npz, or under the next free index
     when that name exists (another writer took it); returns the file's path. Never replaces a
     file. Two writers racing may give two files the same index (with different step counts):
-    both are kept, and readers order them by name."""
+    both are kept, and readers order them by index."""
     arrays = {
         "format_version": np.int64(FORMAT_VERSION),
         "obs_image": episode.images,
@@ -391,20 +392,17 @@ class SequenceReplay:
         self._frames_used = 0
         self._steps_used = 0
         self._index: _WindowIndex | None = None
-        self._known_files: set[str] = set()
-        self.total_episodes = 0  # episodes in the directory (stored in memory or not)
-        self.total_steps = 0
-
         files = _list_episode_files(self.directory)
+        self._known_files = {name for _, _, name in files}
+        # episodes and steps in the directory, in memory or not (counted from the file names)
+        self.total_episodes = len(files)
+        self.total_steps = sum(file_steps for _, file_steps, _ in files)
         newest, steps, frames = [], 0, 0
-        for index, file_steps, name in reversed(files):
+        for _, file_steps, name in reversed(files):
             steps, frames = steps + file_steps, frames + file_steps + 1
             if steps > self.capacity_steps or frames > self.capacity_frames:
                 break
             newest.append(name)
-        self._known_files.update(name for _, _, name in files)
-        self.total_episodes = len(files)
-        self.total_steps = sum(file_steps for _, file_steps, _ in files)
         for name in reversed(newest):
             self._load_file(name)
 
