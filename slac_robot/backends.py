@@ -203,7 +203,9 @@ def make_agent(agent: DictConfig, env: "gym.Env", device: "torch.device") -> "Sl
     return SlacAgent(env.action_space.shape[0], goal_dim, SlacConfig(**kwargs), device)
 
 
-def make_replay(replay: DictConfig, directory: "pathlib.Path", env: "gym.Env", sequence_length: int) -> "SequenceReplay":
+def make_replay(
+    replay: DictConfig, directory: pathlib.Path, env: "gym.Env", sequence_length: int, episode_steps: int
+) -> "SequenceReplay":
     """The on-disk sequence replay for env's observations (episodes already there are loaded)."""
     from slac_robot.agent.replay import SequenceReplay
 
@@ -215,4 +217,5 @@ def make_replay(replay: DictConfig, directory: "pathlib.Path", env: "gym.Env", s
         sequence_length=sequence_length,
         image_shape=env.observation_space["image"].shape,
         extras={"goal": goal_space.shape[0]} if goal_space is not None else {},
+        expected_episode_steps=episode_steps,
     )

@@ -90,7 +90,7 @@ def train(cfg: DictConfig) -> int:
     try:
         torch.manual_seed(cfg.seed)  # the networks' initial weights and the policy's noise
         agent = make_agent(cfg.agent, env, device)
-        replay = make_replay(cfg.replay, run_dir / "replay", env, agent.cfg.sequence_length)
+        replay = make_replay(cfg.replay, run_dir / "replay", env, agent.cfg.sequence_length, env.task.episode_steps)
         OmegaConf.save(cfg, run_dir / "config.yaml")
         trainer = Trainer(env, eval_env, agent, replay, schedule, run_dir, seed=cfg.seed, video_scale=cfg.video.scale)
         if cfg.resume:
