@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import pathlib
 import select
+import termios
 import time
 import warnings
 from typing import Iterable
@@ -33,6 +34,8 @@ from slac_robot.hardware.errors import (
 )
 
 ALERT_BIT = 0x80
+# What a serial port raises when its device goes away (termios.error: flushing a dead pty or tty).
+_PORT_ERRORS = (serial.SerialException, OSError, termios.error)
 SYSFS_USB_SERIAL = pathlib.Path("/sys/bus/usb-serial/devices")
 UDEV_RULE = pathlib.Path(__file__).with_name("99-dynamixel-ftdi-latency.rules")
 
@@ -106,7 +109,7 @@ class DynamixelBus:
         self._packets = sdk.PacketHandler(2.0)
         try:
             opened = self._port.setBaudRate(baud_rate)
-        except (serial.SerialException, OSError) as error:
+        except _PORT_ERRORS as error:
             raise PortNotFound(
                 f"cannot open serial port {self.path} ({error}); check the path and that you are in the "
                 "`dialout` group (sudo usermod -aG dialout $USER, then log in again)"
@@ -130,7 +133,7 @@ class DynamixelBus:
         if self._port.is_open:
             try:
                 self._port.closePort()
-            except (serial.SerialException, OSError):
+            except _PORT_ERRORS:
                 pass
 
     # -- transactions -------------------------------------------------------------------------
@@ -235,7 +238,7 @@ class DynamixelBus:
             self.transactions += 1
             try:
                 value, result = attempt()
-            except (serial.SerialException, OSError) as error:
+            except _PORT_ERRORS as error:
                 raise PortVanished(
                     f"serial port {self.path} went away during the {what} ({error}); check the USB cable and "
                     "the U2D2, then restart"
@@ -264,7 +267,7 @@ class DynamixelBus:
         try:
             time.sleep(max(self._port.packet_timeout, 1.0) / 1000.0)
             self._port.clearPort()
-        except (serial.SerialException, OSError) as error:
+        except _PORT_ERRORS as error:
             raise PortVanished(f"serial port {self.path} went away ({error}); check the USB cable") from None
         self._port.is_using = False
 

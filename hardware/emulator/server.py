@@ -267,11 +267,16 @@ class BusEmulator:
             replies = []
             for motor_id in targets:
                 motor = self.motors[motor_id]
+                # The servo decides to answer, and the Alert bit, before the instruction runs
+                # (a REBOOT answers before it clears the error; a write to Status Return Level
+                # is answered at the old level).
+                answers, latched = self._answers(motor, inst), motor.error_byte()
                 error, data = self._unicast(motor, inst, params)
-                replies.append((motor_id, status_packet(motor_id, motor.error_byte(error), data)))
+                if answers:
+                    replies.append((motor_id, status_packet(motor_id, motor.error_byte(error) | latched, data)))
             if pid == BROADCAST_ID and inst != Instruction.PING:
                 return []  # only PING answers a broadcast
-            return [(i, r) for i, r in replies if self._answers(self.motors[i], inst)]
+            return replies
         if inst == Instruction.SYNC_READ:
             return self._sync_read(params)
         if inst == Instruction.SYNC_WRITE:
