@@ -85,6 +85,9 @@ class DynamixelBus:
     retries: how many times a failed transaction is repeated before its error is raised.
     latency_timer_s: the USB adapter's latency timer (FTDI: set to 1 ms, see the udev rule).
     timeout_margin_s: added to the reply timeout beyond wire time and latency.
+    drain_s: after a failed transaction, how long the line is listened to and discarded before
+        the retry, so that a late reply is never taken for the answer to the retry (a reply is
+        late, e.g., when the adapter's latency timer is 16 ms instead of 1 ms).
     """
 
     def __init__(
@@ -94,8 +97,10 @@ class DynamixelBus:
         retries: int = 2,
         latency_timer_s: float = 0.001,
         timeout_margin_s: float = 0.002,
+        drain_s: float = 0.03,
     ):
         self.path = str(port)
+        self.drain_s = drain_s
         self.retries = retries
         self.retried = 0  # transactions repeated after a timeout or corrupt packet, in all
         self.transactions = 0
@@ -128,6 +133,10 @@ class DynamixelBus:
     @property
     def bytes_received(self) -> int:
         return self._port.bytes_read
+
+    @property
+    def is_open(self) -> bool:
+        return self._port.is_open
 
     def close(self) -> None:
         if self._port.is_open:
@@ -166,15 +175,15 @@ class DynamixelBus:
             raw -= 1 << (8 * reg.size)
         return raw
 
-    def write(self, motor_id: int, register: str, value: int) -> None:
-        """Writes one register and checks the servo's answer."""
+    def write(self, motor_id: int, register: str, value: int, check_alert: bool = True) -> None:
+        """Writes one register and checks the servo's answer (and its Alert bit, if check_alert)."""
         reg = REG[register]
         data = list((int(value) & ((1 << (8 * reg.size)) - 1)).to_bytes(reg.size, "little"))
 
         def attempt():
             result, error = self._packets.writeTxRx(self._port, motor_id, reg.address, reg.size, data)
             if result == sdk.COMM_SUCCESS:
-                self._check_error(motor_id, error, f"a write of {value} to {register}")
+                self._check_error(motor_id, error, f"a write of {value} to {register}", alert_ok=not check_alert)
             return None, result
 
         self._transact(attempt, f"write of {register} to motor {motor_id}", (motor_id,))
@@ -265,7 +274,7 @@ class DynamixelBus:
     def _drain(self) -> None:
         """Waits out a late or partial reply and discards it, before a retry."""
         try:
-            time.sleep(max(self._port.packet_timeout, 1.0) / 1000.0)
+            time.sleep(self.drain_s)
             self._port.clearPort()
         except _PORT_ERRORS as error:
             raise PortVanished(f"serial port {self.path} went away ({error}); check the USB cable") from None

@@ -28,7 +28,7 @@ from slac_robot.hardware.control_table import (
     VOLT_PER_COUNT,
     WATCHDOG_S_PER_COUNT,
 )
-from slac_robot.hardware.errors import DynamixelError, MotorHardwareError, MotorMissing
+from slac_robot.hardware.errors import DynamixelError, MotorHardwareError, MotorMissing, PortVanished
 from slac_robot.interfaces import ControlClock, RobotState
 
 STATE_DTYPE = np.dtype([("current", "<i2"), ("velocity", "<i4"), ("position", "<i4")])
@@ -232,17 +232,28 @@ class DClawRobot:
         self.bus.write(motor_id, "goal_position", present)
 
     def close(self) -> None:
-        """Torque off on every motor (as far as the bus still answers), then the port is released."""
+        """Torque off on every motor that still answers, then the port is released.
+
+        A motor in error still gets its torque switched off; what fails is reported as a warning
+        (closing must go on), and a second close does nothing."""
+        if not self.bus.is_open:
+            return
+        failures = []
         try:
             for motor_id in self._all_ids:
-                self.bus.write(motor_id, "torque_enable", 0)
-        except DynamixelError as error:
-            # Closing must go on (the port is released either way), but the user has to know.
-            warnings.warn(f"could not switch every motor's torque off: {error}", RuntimeWarning, stacklevel=2)
+                try:
+                    self.bus.write(motor_id, "torque_enable", 0, check_alert=False)
+                except PortVanished as error:
+                    failures.append(str(error))
+                    break
+                except DynamixelError as error:
+                    failures.append(str(error))
         finally:
             self.bus.close()
             if self._release is not None:
                 self._release()
+        if failures:
+            warnings.warn(f"could not switch every motor's torque off: {'; '.join(failures)}", RuntimeWarning, stacklevel=2)
 
     def _counts(self, joint_rad: np.ndarray) -> np.ndarray:
         return self.calibration.counts_from_joint(self.joint_ids, joint_rad)

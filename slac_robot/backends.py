@@ -122,6 +122,7 @@ def make_bus(backend: dict[str, Any], port: str) -> "DynamixelBus":
         retries=require_int("backend.retries", backend["retries"], minimum=0),
         latency_timer_s=backend["latency_timer_s"],
         timeout_margin_s=backend["timeout_margin_s"],
+        drain_s=backend["drain_s"],
     )
 
 

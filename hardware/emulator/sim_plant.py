@@ -61,29 +61,32 @@ class SimPlant:
         vel = np.rint(state.joint_vel_rad_s / gain / RAD_S_PER_VELOCITY_COUNT).astype(np.int64)
         tick_ms = int(state.stamp_s * 1000) % 32768
         for k, motor_id in enumerate(self.joint_ids):
-            motor = motors[motor_id]
+            motor = motors.get(motor_id)
+            if motor is None:
+                continue  # a servo left off the bus (a test of a missing motor)
             current = np.rint(state.joint_current_a[k] / motor.model.amp_per_current_count)
             motor.set("present_position", int(pos[k]))
             motor.set("present_velocity", int(vel[k]))
             motor.set("present_current", int(current))
             motor.set("realtime_tick", tick_ms)
-        if self.valve_id is not None:
+        if self.valve_id in motors:
             valve_counts = self.mounting.counts_from_joint([self.valve_id], [state.valve_pos_rad])[0]
             motors[self.valve_id].set("present_position", int(valve_counts))
             valve_vel = self.simulation.data.qvel[self.simulation.valve_qvel_index]
             valve_gain = self.mounting.joint_rate([self.valve_id], [1.0])[0]
             motors[self.valve_id].set("present_velocity", int(round(valve_vel / valve_gain / RAD_S_PER_VELOCITY_COUNT)))
-        if self.guide_id is not None:
+        if self.guide_id in motors:
             guide = motors[self.guide_id]
             if guide.torque_on:
                 guide.set("present_position", guide.get("goal_position"))
 
     def apply(self, motors: dict[int, EmulatedMotor]) -> None:
-        goals = np.array([motors[i].get("goal_position") for i in self.joint_ids])
-        torque = np.array([motors[i].torque_on for i in self.joint_ids], dtype=float)
+        # A servo left off the bus has no torque; its joint goes limp.
+        goals = np.array([motors[i].get("goal_position") if i in motors else 0 for i in self.joint_ids])
+        torque = np.array([i in motors and motors[i].torque_on for i in self.joint_ids], dtype=float)
         self.robot.set_torque(torque)
         self.robot.command(self.mounting.joint_from_counts(self.joint_ids, goals))
-        if self.valve_id is not None:
+        if self.valve_id in motors:
             valve = motors[self.valve_id]
             self._valve_hold_rad = (
                 float(self.mounting.joint_from_counts([self.valve_id], [valve.get("goal_position")])[0])
@@ -91,7 +94,7 @@ class SimPlant:
                 else None
             )
             self._hold_valve()
-        if self.guide_id is not None and motors[self.guide_id].torque_on:
+        if self.guide_id in motors and motors[self.guide_id].torque_on:
             goal = self.mounting.joint_from_counts([self.guide_id], [motors[self.guide_id].get("goal_position")])[0]
             self.robot.show_goal(float(goal))
 
@@ -114,21 +117,22 @@ class SimPlant:
 class LockstepClock:
     """ControlClock of backend=emulated: a tick steps the physics behind the emulated bus.
 
-    bytes_sent: how many bytes the driver has written to the bus so far."""
+    bytes_sent: how many bytes the driver has written to the bus so far.
+    `plant` and `emulator` stay reachable here, e.g. for tests that inject faults."""
 
     def __init__(self, plant: SimPlant, emulator: BusEmulator, bytes_sent: Callable[[], int]):
-        self._plant = plant
-        self._emulator = emulator
+        self.plant = plant
+        self.emulator = emulator
         self._bytes_sent = bytes_sent
 
     @property
     def period_s(self) -> float:
-        return self._plant.simulation.period_s
+        return self.plant.simulation.period_s
 
     def now_s(self) -> float:
-        return float(self._plant.simulation.data.time)
+        return float(self.plant.simulation.data.time)
 
     def tick(self) -> None:
-        self._emulator.wait_consumed(self._bytes_sent())
-        with self._plant.lock:
-            self._plant.step_period()
+        self.emulator.wait_consumed(self._bytes_sent())
+        with self.plant.lock:
+            self.plant.step_period()
