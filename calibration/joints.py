@@ -12,12 +12,15 @@ import datetime
 import math
 import pathlib
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 import numpy as np
 import yaml
 
 from slac_robot.hardware.control_table import RAD_PER_COUNT
+
+if TYPE_CHECKING:
+    from slac_robot.hardware.bus import DynamixelBus
 
 # ROBEL's nominal calibration of a D'Claw with its valve station, shipped with the package.
 NOMINAL_FILE = pathlib.Path(__file__).with_name("robel_dclaw_joints.yaml")
@@ -127,7 +130,7 @@ class JointCalibration:
         ]
         body = {
             "motors": {
-                i: {"offset_rad": round(m.offset_rad, 6), "scale": m.scale, "direction": m.direction}
+                int(i): {"offset_rad": round(float(m.offset_rad), 6), "scale": float(m.scale), "direction": int(m.direction)}
                 for i, m in sorted(self.motors.items())
             }
         }
@@ -135,3 +138,37 @@ class JointCalibration:
         tmp.write_text("\n".join(header) + "\n" + yaml.safe_dump(body, sort_keys=False))
         tmp.replace(path)
         return path
+
+
+def measure_offsets(
+    bus: "DynamixelBus",
+    motor_ids: Iterable[int],
+    reference_rad: np.ndarray,
+    previous: JointCalibration,
+    samples: int,
+    max_spread_rad: float,
+) -> JointCalibration:
+    """Reads the motors' positions while the claw is held at `reference_rad` and returns the
+    calibration that maps them there (scale and direction kept from `previous`).
+
+    The torque must already be off. Raises CalibrationError when the readings spread more than
+    max_spread_rad over the samples (the claw moved while it was measured)."""
+    from slac_robot.hardware.control_table import REG
+
+    ids = list(motor_ids)
+    position = REG["present_position"]
+    readings = np.array(
+        [
+            [int.from_bytes(r, "little", signed=True) for r in bus.sync_read(ids, position.address, position.size)]
+            for _ in range(samples)
+        ]
+    )
+    spread_rad = (readings.max(axis=0) - readings.min(axis=0)) * RAD_PER_COUNT
+    if spread_rad.max() > max_spread_rad:
+        moving = [i for i, s in zip(ids, spread_rad) if s > max_spread_rad]
+        raise CalibrationError(
+            f"motor(s) {moving} moved by up to {spread_rad.max():.3f} rad while being measured; hold the claw "
+            "still at the reference pose and run `slac-robot calibrate-joints` again"
+        )
+    counts = np.rint(readings.mean(axis=0))
+    return JointCalibration.from_reference(ids, counts, reference_rad, previous)

@@ -160,14 +160,15 @@ class DynamixelBus:
         except BusTimeout:
             return None
 
-    def read(self, motor_id: int, register: str) -> int:
-        """One register's value (signed where the register is)."""
+    def read(self, motor_id: int, register: str, check_alert: bool = True) -> int:
+        """One register's value (signed where the register is); the Alert bit raises if check_alert."""
         reg = REG[register]
+        alert_ok = not check_alert or register == "hardware_error_status"
 
         def attempt():
             data, result, error = self._packets.readTxRx(self._port, motor_id, reg.address, reg.size)
             if result == sdk.COMM_SUCCESS:
-                self._check_error(motor_id, error, f"a read of {register}", alert_ok=register == "hardware_error_status")
+                self._check_error(motor_id, error, f"a read of {register}", alert_ok=alert_ok)
             return data, result
 
         raw = int.from_bytes(bytes(self._transact(attempt, f"read of {register} from motor {motor_id}", (motor_id,))), "little")

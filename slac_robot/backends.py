@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from slac_robot.env import ValveTurnEnv
@@ -142,7 +143,8 @@ def start_bus_emulator(
         )
     joint_ids = tuple(backend["joint_ids"])
     others = [i for i in (backend["valve_id"], backend["guide_id"]) if i is not None]
-    motors = {i: EmulatedMotor(i, MODEL_BY_NAME[model_name]) for i in (*joint_ids, *others)}
+    absent = set(emulator_cfg["absent_ids"])
+    motors = {i: EmulatedMotor(i, MODEL_BY_NAME[model_name]) for i in (*joint_ids, *others) if i not in absent}
     mounting = make_joint_calibration(emulator_cfg["mounting_file"])
     plant = SimPlant(robot, simulation, mounting, joint_ids, backend["valve_id"], backend["guide_id"])
     emulator = BusEmulator(
@@ -248,6 +250,40 @@ def _dclaw_parts(
         agent_camera.close()
         raise
     return BackendParts(robot, agent_camera, clock, None)
+
+
+def open_bus(
+    backend: dict[str, Any], hold_pose_rad: list[float] | None = None
+) -> tuple["DynamixelBus", Callable[[], None]]:
+    """A bus for the tools that talk to the servos without the environment (check-hardware,
+    calibrate-joints); returns the bus and a function that closes everything opened.
+
+    backend=dclaw opens backend.port. backend=emulated starts the emulator on a simulated claw
+    that stands still; hold_pose_rad places its joints there first (as a person holding the claw)."""
+    name = backend["name"]
+    if name == "dclaw":
+        bus = make_bus(backend, backend["port"])
+        return bus, bus.close
+    if name != "emulated":
+        raise ConfigError(f"backend={name} has no Dynamixel bus; use backend=dclaw or backend=emulated")
+    from slac_robot.sim import SimRobot
+
+    simulation = make_simulation(backend)
+    sim_robot = SimRobot(simulation, backend["torque_constant_nm_per_a"], backend["ambient_temperature_c"])
+    if hold_pose_rad is not None:
+        sim_robot.reset(np.asarray(hold_pose_rad, dtype=float), 0.0)
+    emulator, _ = start_bus_emulator(backend, simulation, sim_robot)
+    try:
+        bus = make_bus(backend, emulator.device_path)
+    except Exception:
+        emulator.stop()
+        raise
+
+    def close() -> None:
+        bus.close()
+        emulator.stop()
+
+    return bus, close
 
 
 BACKENDS: dict[str, Callable[[dict[str, Any], dict[str, Any], dict[str, Any], bool], BackendParts]] = {

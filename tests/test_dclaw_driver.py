@@ -39,14 +39,12 @@ def sections(*overrides: str) -> tuple[dict, dict]:
     return OmegaConf.to_container(cfg.backend, resolve=True), OmegaConf.to_container(cfg.safety, resolve=True)
 
 
-def build_rig(*overrides: str, motors_without: tuple[int, ...] = ()):
+def build_rig(*overrides: str):
     """Simulation, emulator, bus, lockstep clock and driver, as backend=emulated builds them (no cameras)."""
     backend, safety = sections(*overrides)
     simulation = make_simulation(backend)
     sim_robot = SimRobot(simulation, backend["torque_constant_nm_per_a"], backend["ambient_temperature_c"])
     emulator, plant = start_bus_emulator(backend, simulation, sim_robot)
-    for motor_id in motors_without:
-        del emulator.motors[motor_id]
     bus = make_bus(backend, emulator.device_path)
     clock = LockstepClock(plant, emulator, lambda: bus.bytes_sent)
     robot = make_dclaw(backend, safety, bus, clock, release=emulator.stop)
@@ -85,7 +83,7 @@ def test_connect_configures_every_servo(rig):
 
 def test_a_missing_motor_is_named_and_nothing_is_left_open():
     with pytest.raises(MotorMissing, match=r"\[32\]"):
-        build_rig("backend.retries=0", motors_without=(32,))
+        build_rig("backend.retries=0", "backend.emulator.absent_ids=[32]")
 
 
 def test_a_missing_port_says_what_to_do():

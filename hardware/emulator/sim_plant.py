@@ -76,9 +76,10 @@ class SimPlant:
             valve_gain = self.mounting.joint_rate([self.valve_id], [1.0])[0]
             motors[self.valve_id].set("present_velocity", int(round(valve_vel / valve_gain / RAD_S_PER_VELOCITY_COUNT)))
         if self.guide_id in motors:
-            guide = motors[self.guide_id]
-            if guide.torque_on:
-                guide.set("present_position", guide.get("goal_position"))
+            # The guide points where the goal marker is (its servo is ideal: no physics).
+            w, _, _, z = self.simulation.data.mocap_quat[self.simulation.goal_mocap_index]
+            guide_counts = self.mounting.counts_from_joint([self.guide_id], [2.0 * np.arctan2(z, w)])[0]
+            motors[self.guide_id].set("present_position", int(guide_counts))
 
     def apply(self, motors: dict[int, EmulatedMotor]) -> None:
         # A servo left off the bus has no torque; its joint goes limp.
