@@ -21,6 +21,7 @@ test: setup
 
 bench: setup
 	$(BIN)/python bench/sim_throughput.py
+	$(BIN)/python bench/bus_cycle.py
 
 setup: system-deps $(STAMP)
 
