@@ -19,9 +19,8 @@ import time
 import numpy as np
 from omegaconf import OmegaConf
 
-from slac_robot.backends import make_bus, make_dclaw, make_simulation, start_bus_emulator
+from slac_robot.backends import make_emulated_dclaw, make_simulation
 from slac_robot.config import load_config
-from slac_robot.hardware.emulator.sim_plant import LockstepClock
 from slac_robot.sim import SimRobot
 
 
@@ -31,10 +30,8 @@ def main(ticks: int = 500) -> None:
     safety = OmegaConf.to_container(cfg.safety, resolve=True)
     simulation = make_simulation(backend)
     sim_robot = SimRobot(simulation, backend["torque_constant_nm_per_a"], backend["ambient_temperature_c"])
-    emulator, plant = start_bus_emulator(backend, simulation, sim_robot)
-    bus = make_bus(backend, emulator.device_path)
-    clock = LockstepClock(plant, emulator, lambda: bus.bytes_sent)
-    robot = make_dclaw(backend, safety, bus, clock, release=emulator.stop)
+    robot, clock = make_emulated_dclaw(backend, safety, simulation, sim_robot)
+    emulator, bus = clock.emulator, robot.bus
     targets = np.array([0.0, -1.0, 1.0] * 3)
     cpu_s, wall_s, per_tick = [], [], []  # per_tick: (transactions, bytes, wire time)
     try:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from slac_robot.hardware.bus import DynamixelBus
     from slac_robot.hardware.dclaw import DClawRobot
     from slac_robot.hardware.emulator import BusEmulator
-    from slac_robot.hardware.emulator.sim_plant import SimPlant
+    from slac_robot.hardware.emulator.sim_plant import LockstepClock, SimPlant
     from slac_robot.sim import SimRobot, ValveSimulation
 
 
@@ -191,33 +191,35 @@ def make_dclaw(
         raise
 
 
-def _emulated_parts(
-    backend: dict[str, Any], camera: dict[str, Any], safety: dict[str, Any], with_view: bool
-) -> BackendParts:
+def make_emulated_dclaw(
+    backend: dict[str, Any], safety: dict[str, Any], simulation: "ValveSimulation", sim_robot: "SimRobot"
+) -> tuple["DClawRobot", "LockstepClock"]:
+    """The D'Claw driver on a bus emulator in front of `simulation`, and the lockstep clock that
+    steps it (`clock.emulator`, `clock.plant` reach the emulator, e.g. to inject faults).
+    Closing the robot stops the emulator."""
     from slac_robot.hardware.emulator.sim_plant import LockstepClock
 
-    simulation = make_simulation(backend)
-    sim_robot, agent_camera, view_camera = _sim_pieces(simulation, backend, camera, with_view)
-    cameras = [c for c in (agent_camera, view_camera) if c is not None]
-    try:
-        emulator, plant = start_bus_emulator(backend, simulation, sim_robot)
-    except Exception:
-        for c in cameras:
-            c.close()
-        raise
+    emulator, plant = start_bus_emulator(backend, simulation, sim_robot)
     try:
         bus = make_bus(backend, emulator.device_path)
     except Exception:
         emulator.stop()
-        for c in cameras:
-            c.close()
         raise
     clock = LockstepClock(plant, emulator, lambda: bus.bytes_sent)
+    return make_dclaw(backend, safety, bus, clock, release=emulator.stop), clock
+
+
+def _emulated_parts(
+    backend: dict[str, Any], camera: dict[str, Any], safety: dict[str, Any], with_view: bool
+) -> BackendParts:
+    simulation = make_simulation(backend)
+    sim_robot, agent_camera, view_camera = _sim_pieces(simulation, backend, camera, with_view)
     try:
-        robot = make_dclaw(backend, safety, bus, clock, release=emulator.stop)
+        robot, clock = make_emulated_dclaw(backend, safety, simulation, sim_robot)
     except Exception:
-        for c in cameras:
-            c.close()
+        for c in (agent_camera, view_camera):
+            if c is not None:
+                c.close()
         raise
     return BackendParts(robot, agent_camera, clock, view_camera)
 

@@ -6,18 +6,18 @@ from __future__ import annotations
 
 import math
 import pathlib
+import threading
 import types
 
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from slac_robot.backends import make_bus, make_dclaw, make_simulation, start_bus_emulator
+from slac_robot.backends import make_bus, make_emulated_dclaw, make_simulation
 from slac_robot.calibration.joints import NOMINAL_FILE, JointCalibration, MotorCalibration
 from slac_robot.config import ConfigError
 from slac_robot.hardware.bus import latency_timer_warning
 from slac_robot.hardware.control_table import MODEL_BY_NAME, RAD_PER_COUNT, REG
-from slac_robot.hardware.emulator.sim_plant import LockstepClock
 from slac_robot.hardware.errors import (
     BusTimeout,
     CorruptPacket,
@@ -44,11 +44,8 @@ def build_rig(*overrides: str):
     backend, safety = sections(*overrides)
     simulation = make_simulation(backend)
     sim_robot = SimRobot(simulation, backend["torque_constant_nm_per_a"], backend["ambient_temperature_c"])
-    emulator, plant = start_bus_emulator(backend, simulation, sim_robot)
-    bus = make_bus(backend, emulator.device_path)
-    clock = LockstepClock(plant, emulator, lambda: bus.bytes_sent)
-    robot = make_dclaw(backend, safety, bus, clock, release=emulator.stop)
-    return types.SimpleNamespace(simulation=simulation, emulator=emulator, bus=bus, clock=clock, robot=robot)
+    robot, clock = make_emulated_dclaw(backend, safety, simulation, sim_robot)
+    return types.SimpleNamespace(simulation=simulation, emulator=clock.emulator, bus=robot.bus, clock=clock, robot=robot)
 
 
 @pytest.fixture
@@ -84,6 +81,7 @@ def test_connect_configures_every_servo(rig):
 def test_a_missing_motor_is_named_and_nothing_is_left_open():
     with pytest.raises(MotorMissing, match=r"\[32\]"):
         build_rig("backend.retries=0", "backend.emulator.absent_ids=[32]")
+    assert not any(t.name == "bus-emulator" for t in threading.enumerate())  # the emulator was stopped
 
 
 def test_a_missing_port_says_what_to_do():
