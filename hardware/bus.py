@@ -19,7 +19,6 @@ import warnings
 from typing import Iterable
 
 import dynamixel_sdk as sdk
-import numpy as np
 import serial
 
 from slac_robot.hardware.control_table import REG
@@ -228,7 +227,7 @@ class DynamixelBus:
         """REBOOT: clears a latched hardware error (and the torque); the servo restarts."""
 
         def attempt():
-            result, error = self._packets.reboot(self._port, motor_id)
+            result, _ = self._packets.reboot(self._port, motor_id)  # its Alert bit is what a reboot clears
             return None, result
 
         self._transact(attempt, f"reboot of motor {motor_id}", (motor_id,))

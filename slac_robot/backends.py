@@ -191,6 +191,18 @@ def make_dclaw(
         raise
 
 
+def _emulator_and_bus(
+    backend: dict[str, Any], simulation: "ValveSimulation", sim_robot: "SimRobot"
+) -> tuple["BusEmulator", "SimPlant", "DynamixelBus"]:
+    """A started bus emulator in front of `simulation` and a bus opened on its device."""
+    emulator, plant = start_bus_emulator(backend, simulation, sim_robot)
+    try:
+        return emulator, plant, make_bus(backend, emulator.device_path)
+    except Exception:
+        emulator.stop()
+        raise
+
+
 def make_emulated_dclaw(
     backend: dict[str, Any], safety: dict[str, Any], simulation: "ValveSimulation", sim_robot: "SimRobot"
 ) -> tuple["DClawRobot", "LockstepClock"]:
@@ -199,12 +211,7 @@ def make_emulated_dclaw(
     Closing the robot stops the emulator."""
     from slac_robot.hardware.emulator.sim_plant import LockstepClock
 
-    emulator, plant = start_bus_emulator(backend, simulation, sim_robot)
-    try:
-        bus = make_bus(backend, emulator.device_path)
-    except Exception:
-        emulator.stop()
-        raise
+    emulator, plant, bus = _emulator_and_bus(backend, simulation, sim_robot)
     clock = LockstepClock(plant, emulator, lambda: bus.bytes_sent)
     return make_dclaw(backend, safety, bus, clock, release=emulator.stop), clock
 
@@ -274,12 +281,7 @@ def open_bus(
     sim_robot = SimRobot(simulation, backend["torque_constant_nm_per_a"], backend["ambient_temperature_c"])
     if hold_pose_rad is not None:
         sim_robot.reset(np.asarray(hold_pose_rad, dtype=float), 0.0)
-    emulator, _ = start_bus_emulator(backend, simulation, sim_robot)
-    try:
-        bus = make_bus(backend, emulator.device_path)
-    except Exception:
-        emulator.stop()
-        raise
+    emulator, _, bus = _emulator_and_bus(backend, simulation, sim_robot)
 
     def close() -> None:
         bus.close()

@@ -17,7 +17,7 @@ from slac_robot.backends import make_bus, make_emulated_dclaw, make_simulation
 from slac_robot.calibration.joints import NOMINAL_FILE, JointCalibration, MotorCalibration
 from slac_robot.config import ConfigError
 from slac_robot.hardware.bus import latency_timer_warning
-from slac_robot.hardware.control_table import MODEL_BY_NAME, RAD_PER_COUNT, REG
+from slac_robot.hardware.control_table import MODEL_BY_NAME, RAD_PER_COUNT
 from slac_robot.hardware.errors import (
     BusTimeout,
     CorruptPacket,
