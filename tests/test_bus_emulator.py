@@ -173,8 +173,11 @@ def test_reg_write_waits_for_action(port, ph, emulator):
     assert ph.regWriteTxRx(port, 1, goal, 4, [0xD0, 0x07, 0, 0]) == (sdk.COMM_SUCCESS, 0)
     assert emulator.motors[1].get("goal_position") == 0
     assert ph.read1ByteTxRx(port, 1, REG["registered_instruction"].address)[0] == 1
-    assert ph.action(port, 1) == sdk.COMM_SUCCESS  # the SDK does not wait for ACTION's status
+    # Broadcast, as ACTION is meant to be (one moment for all servos; no status packets). The SDK
+    # does not wait for an ACTION's status, so a unicast one would be left on the line.
+    assert ph.action(port, sdk.BROADCAST_ID) == sdk.COMM_SUCCESS
     assert ph.read4ByteTxRx(port, 1, goal) == (2000, sdk.COMM_SUCCESS, 0)  # handled after ACTION
+    assert ph.read1ByteTxRx(port, 1, REG["registered_instruction"].address)[0] == 0
 
 
 def test_sync_write_then_sync_read(port, ph, emulator):
