@@ -21,6 +21,9 @@ test: setup
 
 bench: setup
 	$(BIN)/python bench/sim_throughput.py
+	$(BIN)/python bench/bus_cycle.py
+	$(BIN)/python bench/replay_sample.py
+	$(BIN)/python bench/agent_speed.py
 
 setup: system-deps $(STAMP)
 

@@ -1,2 +1,2 @@
-"""Calibration (installed as `slac_robot.calibration`): camera intrinsics and extrinsics, joint
-offsets. The tools arrive with the camera issue; the sim backend needs no calibration."""
+"""Calibration (installed as `slac_robot.calibration`): joint offsets (`joints`, used by the
+D'Claw driver); camera intrinsics and extrinsics arrive with the camera issue."""

@@ -1,5 +1,7 @@
 """Hardware backends (installed as `slac_robot.hardware`).
 
-The D'Claw driver on dynamixel-sdk, the Dynamixel bus emulator and the RealSense/OpenCV cameras
-arrive with their own issues; they implement the interfaces in `slac_robot.interfaces`.
+The D'Claw driver on dynamixel-sdk (`dclaw.DClawRobot` over `bus.DynamixelBus`), the one
+Dynamixel control table (`control_table`), typed bus errors (`errors`), `check-hardware`
+(`check`) and the Protocol 2.0 bus emulator (`emulator`). The RealSense/OpenCV cameras arrive
+with their own issue; all implement the interfaces in `slac_robot.interfaces`.
 """

@@ -3,6 +3,9 @@
 Hydra configs stop here: everything built below gets plain keyword arguments. Each backend is a
 function returning its Robot, agent Camera, ControlClock and (optional) view Camera; nothing
 else in the package asks which backend it runs on.
+
+Backends: `sim` (MuJoCo), `emulated` (the real D'Claw driver on dynamixel-sdk, talking to the
+bus emulator whose servos move the MuJoCo claw), `dclaw` (the driver on a real bus).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import pathlib
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from slac_robot.env import ValveTurnEnv
@@ -25,7 +29,12 @@ if TYPE_CHECKING:
 
     from slac_robot.agent.agent import SlacAgent
     from slac_robot.agent.replay import SequenceReplay
-    from slac_robot.sim import ValveSimulation
+    from slac_robot.calibration.joints import JointCalibration
+    from slac_robot.hardware.bus import DynamixelBus
+    from slac_robot.hardware.dclaw import DClawRobot
+    from slac_robot.hardware.emulator import BusEmulator
+    from slac_robot.hardware.emulator.sim_plant import LockstepClock, SimPlant
+    from slac_robot.sim import SimRobot, ValveSimulation
 
 
 class BackendParts(NamedTuple):
@@ -60,11 +69,13 @@ def make_simulation(backend: dict[str, Any]) -> "ValveSimulation":
     )
 
 
-def _sim_parts(backend: dict[str, Any], camera: dict[str, Any], with_view: bool) -> BackendParts:
-    from slac_robot.sim import SimCamera, SimClock, SimRobot
+def _sim_pieces(
+    simulation: "ValveSimulation", backend: dict[str, Any], camera: dict[str, Any], with_view: bool
+) -> tuple["SimRobot", Camera, Camera | None]:
+    """The simulated robot, agent camera and (with_view) view camera on `simulation`."""
+    from slac_robot.sim import SimCamera, SimRobot
     from slac_robot.sim.scene import AGENT_CAMERA, VIEW_CAMERA
 
-    simulation = make_simulation(backend)
     agent, view = backend["agent_camera"], backend["view_camera"]
     robot = SimRobot(
         simulation,
@@ -85,11 +96,210 @@ def _sim_parts(backend: dict[str, Any], camera: dict[str, Any], with_view: bool)
             multisamples=view["multisamples"],
             shadows=view["shadows"],
         )
+    return robot, agent_camera, view_camera
+
+
+def _sim_parts(
+    backend: dict[str, Any], camera: dict[str, Any], safety: dict[str, Any], with_view: bool
+) -> BackendParts:
+    from slac_robot.sim import SimClock
+
+    simulation = make_simulation(backend)
+    robot, agent_camera, view_camera = _sim_pieces(simulation, backend, camera, with_view)
     return BackendParts(robot, agent_camera, SimClock(simulation), view_camera)
 
 
-BACKENDS: dict[str, Callable[[dict[str, Any], dict[str, Any], bool], BackendParts]] = {
+def make_joint_calibration(calibration_file: str | None) -> "JointCalibration":
+    """Loads the joint calibration file (None: ROBEL's nominal one shipped with the package)."""
+    from slac_robot.calibration.joints import NOMINAL_FILE, CalibrationError, JointCalibration
+
+    try:
+        return JointCalibration.load(calibration_file or NOMINAL_FILE)
+    except CalibrationError as error:
+        raise ConfigError(f"backend.calibration_file: {error}") from None
+
+
+def make_bus(backend: dict[str, Any], port: str) -> "DynamixelBus":
+    """Opens the Dynamixel bus on `port` with the `backend` section's settings."""
+    from slac_robot.hardware.bus import DynamixelBus
+
+    return DynamixelBus(
+        port,
+        baud_rate=require_int("backend.baud_rate", backend["baud_rate"]),
+        retries=require_int("backend.retries", backend["retries"], minimum=0),
+        latency_timer_s=backend["latency_timer_s"],
+        timeout_margin_s=backend["timeout_margin_s"],
+        drain_s=backend["drain_s"],
+    )
+
+
+def start_bus_emulator(
+    backend: dict[str, Any], simulation: "ValveSimulation", robot: "SimRobot"
+) -> tuple["BusEmulator", "SimPlant"]:
+    """Starts the bus emulator with the configured servos in front of the simulated claw."""
+    from slac_robot.hardware.control_table import MODEL_BY_NAME
+    from slac_robot.hardware.emulator import BusEmulator, EmulatedMotor
+    from slac_robot.hardware.emulator.sim_plant import SimPlant
+
+    emulator_cfg = backend["emulator"]
+    model_name = emulator_cfg["joint_model"]
+    if model_name not in MODEL_BY_NAME:
+        raise ConfigError(
+            f"backend.emulator.joint_model={model_name!r} is not one of: {', '.join(MODEL_BY_NAME)}"
+        )
+    joint_ids = tuple(backend["joint_ids"])
+    others = [i for i in (backend["valve_id"], backend["guide_id"]) if i is not None]
+    absent = set(emulator_cfg["absent_ids"])
+    motors = {i: EmulatedMotor(i, MODEL_BY_NAME[model_name]) for i in (*joint_ids, *others) if i not in absent}
+    mounting = make_joint_calibration(emulator_cfg["mounting_file"])
+    plant = SimPlant(robot, simulation, mounting, joint_ids, backend["valve_id"], backend["guide_id"])
+    emulator = BusEmulator(
+        motors, plant, baud_rate=backend["baud_rate"], sleep_wire_time=bool(emulator_cfg["sleep_wire_time"])
+    )
+    return emulator.start(), plant
+
+
+def make_dclaw(
+    backend: dict[str, Any],
+    safety: dict[str, Any],
+    bus: "DynamixelBus",
+    clock: ControlClock,
+    release: Callable[[], None] | None = None,
+) -> "DClawRobot":
+    """The D'Claw driver on an open bus; closes the bus when the driver cannot start."""
+    from slac_robot.hardware.dclaw import DClawRobot
+
+    from slac_robot.calibration.joints import CalibrationError
+
+    try:
+        calibration = make_joint_calibration(backend["calibration_file"])
+        return DClawRobot(
+            bus,
+            calibration,
+            clock,
+            joint_ids=tuple(backend["joint_ids"]),
+            valve_id=backend["valve_id"],
+            guide_id=backend["guide_id"],
+            joint_lower_rad=safety["joint_lower_rad"],
+            joint_upper_rad=safety["joint_upper_rad"],
+            health_period_s=backend["health_period_s"],
+            watchdog_s=backend["watchdog_s"],
+            reset_tolerance_rad=backend["reset_tolerance_rad"],
+            reset_timeout_s=backend["reset_timeout_s"],
+            release=release,
+        )
+    except Exception as error:
+        bus.close()
+        if release is not None:
+            release()
+        if isinstance(error, CalibrationError):
+            raise ConfigError(f"backend.calibration_file: {error}") from None
+        raise
+
+
+def _emulator_and_bus(
+    backend: dict[str, Any], simulation: "ValveSimulation", sim_robot: "SimRobot"
+) -> tuple["BusEmulator", "SimPlant", "DynamixelBus"]:
+    """A started bus emulator in front of `simulation` and a bus opened on its device."""
+    emulator, plant = start_bus_emulator(backend, simulation, sim_robot)
+    try:
+        return emulator, plant, make_bus(backend, emulator.device_path)
+    except Exception:
+        emulator.stop()
+        raise
+
+
+def make_emulated_dclaw(
+    backend: dict[str, Any], safety: dict[str, Any], simulation: "ValveSimulation", sim_robot: "SimRobot"
+) -> tuple["DClawRobot", "LockstepClock"]:
+    """The D'Claw driver on a bus emulator in front of `simulation`, and the lockstep clock that
+    steps it (`clock.emulator`, `clock.plant` reach the emulator, e.g. to inject faults).
+    Closing the robot stops the emulator."""
+    from slac_robot.hardware.emulator.sim_plant import LockstepClock
+
+    emulator, plant, bus = _emulator_and_bus(backend, simulation, sim_robot)
+    clock = LockstepClock(plant, emulator, lambda: bus.bytes_sent)
+    return make_dclaw(backend, safety, bus, clock, release=emulator.stop), clock
+
+
+def _emulated_parts(
+    backend: dict[str, Any], camera: dict[str, Any], safety: dict[str, Any], with_view: bool
+) -> BackendParts:
+    simulation = make_simulation(backend)
+    sim_robot, agent_camera, view_camera = _sim_pieces(simulation, backend, camera, with_view)
+    try:
+        robot, clock = make_emulated_dclaw(backend, safety, simulation, sim_robot)
+    except Exception:
+        for c in (agent_camera, view_camera):
+            if c is not None:
+                c.close()
+        raise
+    return BackendParts(robot, agent_camera, clock, view_camera)
+
+
+def _hardware_camera(backend: dict[str, Any], camera: dict[str, Any]) -> Camera:
+    """The agent camera of backend=dclaw.
+
+    TODO(lead): the camera issue adds make_hardware_camera(device, image) and the
+    configs/camera_device/ group; when both branches are merged this becomes
+        return make_hardware_camera(backend["camera_device"], camera)
+    Until then backend=dclaw stops here, before it opens the bus or powers a motor."""
+    raise ConfigError(
+        "backend=dclaw needs the hardware camera (RealSense/OpenCV), which is not wired into this "
+        "build yet; use backend=emulated to run the driver against the simulated claw"
+    )
+
+
+def _dclaw_parts(
+    backend: dict[str, Any], camera: dict[str, Any], safety: dict[str, Any], with_view: bool
+) -> BackendParts:
+    from slac_robot.runtime.clock import WallClock
+
+    if with_view:
+        raise ConfigError("backend=dclaw has no third-person view camera; set video.view=false")
+    agent_camera = _hardware_camera(backend, camera)
+    clock = WallClock(backend["control_period_s"])
+    try:
+        robot = make_dclaw(backend, safety, make_bus(backend, backend["port"]), clock)
+    except Exception:
+        agent_camera.close()
+        raise
+    return BackendParts(robot, agent_camera, clock, None)
+
+
+def open_bus(
+    backend: dict[str, Any], hold_pose_rad: list[float] | None = None
+) -> tuple["DynamixelBus", Callable[[], None]]:
+    """A bus for the tools that talk to the servos without the environment (check-hardware,
+    calibrate-joints); returns the bus and a function that closes everything opened.
+
+    backend=dclaw opens backend.port. backend=emulated starts the emulator on a simulated claw
+    that stands still; hold_pose_rad places its joints there first (as a person holding the claw)."""
+    name = backend["name"]
+    if name == "dclaw":
+        bus = make_bus(backend, backend["port"])
+        return bus, bus.close
+    if name != "emulated":
+        raise ConfigError(f"backend={name} has no Dynamixel bus; use backend=dclaw or backend=emulated")
+    from slac_robot.sim import SimRobot
+
+    simulation = make_simulation(backend)
+    sim_robot = SimRobot(simulation, backend["torque_constant_nm_per_a"], backend["ambient_temperature_c"])
+    if hold_pose_rad is not None:
+        sim_robot.reset(np.asarray(hold_pose_rad, dtype=float), 0.0)
+    emulator, _, bus = _emulator_and_bus(backend, simulation, sim_robot)
+
+    def close() -> None:
+        bus.close()
+        emulator.stop()
+
+    return bus, close
+
+
+BACKENDS: dict[str, Callable[[dict[str, Any], dict[str, Any], dict[str, Any], bool], BackendParts]] = {
     "sim": _sim_parts,
+    "emulated": _emulated_parts,
+    "dclaw": _dclaw_parts,
 }
 
 
@@ -119,7 +329,7 @@ def make_env(cfg: DictConfig, render: bool = False) -> ValveTurnEnv:
     task = make_task(cfg.task)
     action_filter = make_action_filter(cfg.safety)
     camera = _plain(cfg.camera)
-    parts = BACKENDS[name](_plain(cfg.backend), camera, render)
+    parts = BACKENDS[name](_plain(cfg.backend), camera, _plain(cfg.safety), render)
     try:
         return ValveTurnEnv(
             robot=parts.robot,

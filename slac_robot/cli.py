@@ -13,7 +13,8 @@ from typing import Callable
 
 from omegaconf import DictConfig, OmegaConf
 
-from slac_robot.config import ConfigError, load_config, require_int
+from slac_robot.config import ConfigError, load_config, require_int, require_positive
+from slac_robot.hardware.errors import DynamixelError
 
 USAGE = """usage: slac-robot COMMAND [key=value ...] [--cfg]
 
@@ -146,11 +147,124 @@ def _restore(trainer, run_dir: pathlib.Path) -> None:
         print(f"slac-robot train: the replay holds {replay.total_steps} steps in {replay.total_episodes} finished "
               f"episodes, the checkpoint counted {p.env_steps}; going on from the replay's count", file=sys.stderr)
         p.env_steps, p.episodes = replay.total_steps, replay.total_episodes
+def emulate_bus(cfg: DictConfig) -> int:
+    """Runs the bus emulator on a pseudo-terminal, its servos moving the simulated claw in real time."""
+    import time
+
+    from slac_robot.backends import make_simulation, start_bus_emulator
+    from slac_robot.runtime.clock import WallClock
+    from slac_robot.runtime.stop import Interrupted, StopSignal
+    from slac_robot.sim import SimRobot
+
+    backend = OmegaConf.to_container(cfg.backend, resolve=True)
+    duration_s = None if cfg.duration_s is None else require_positive("duration_s", cfg.duration_s)
+    simulation = make_simulation(backend)
+    robot = SimRobot(simulation, backend["torque_constant_nm_per_a"], backend["ambient_temperature_c"])
+    emulator, plant = start_bus_emulator(backend, simulation, robot)
+    clock = WallClock(simulation.period_s)
+    ids = ", ".join(str(i) for i in emulator.motors)
+    print(f"Dynamixel bus emulator on {emulator.device_path} (Protocol 2.0, servos {ids}); Ctrl-C stops it", flush=True)
+    started = time.monotonic()
+    try:
+        with StopSignal() as stop:
+            while duration_s is None or time.monotonic() - started < duration_s:
+                stop.check()
+                with plant.lock:
+                    plant.step_period()
+                clock.tick()
+    except Interrupted as interrupt:
+        print(f"slac-robot emulate-bus: {interrupt}", file=sys.stderr)
+        return interrupt.exit_code
+    finally:
+        emulator.stop()
+        stats = emulator.stats
+        print(f"{stats.instruction_packets} instruction packets, {stats.bytes_in + stats.bytes_out} bytes, "
+              f"{stats.wire_time_s:.3f} s of wire time at {emulator.baud_rate} bit/s")
+    return 0
+
+
+def _bus_ids(backend: dict) -> list[int]:
+    return [*backend["joint_ids"], *(i for i in (backend["valve_id"], backend["guide_id"]) if i is not None)]
+
+
+def check_hardware(cfg: DictConfig) -> int:
+    """Pings every configured motor and prints a table; exit 1 when anything is wrong."""
+    from slac_robot.backends import make_joint_calibration, open_bus
+    from slac_robot.hardware.check import format_table, survey
+
+    backend = OmegaConf.to_container(cfg.backend, resolve=True)
+    try:
+        calibration = make_joint_calibration(backend["calibration_file"])
+    except ConfigError as error:
+        print(f"note: positions in counts ({error})")
+        calibration = None
+    bus, close = open_bus(backend)
+    try:
+        reports = survey(bus, _bus_ids(backend), calibration)
+    finally:
+        close()
+    print(f"bus {bus.path} at {backend['baud_rate']} bit/s")
+    print(format_table(reports))
+    problems = [r for r in reports if r.problem]
+    if problems:
+        print(f"slac-robot check-hardware: {len(problems)} motor(s) with a problem: "
+              + "; ".join(f"{r.motor_id}: {r.problem}" for r in problems), file=sys.stderr)
+        return 1
+    print(f"all {len(reports)} motors answer and report no error")
+    return 0
+
+
+def calibrate_joints(cfg: DictConfig) -> int:
+    """Measures the joint offsets with the claw held at the reference pose; writes the calibration file."""
+    from slac_robot.backends import make_joint_calibration, open_bus
+    from slac_robot.calibration.joints import CalibrationError, JointCalibration, measure_offsets
+
+    backend = OmegaConf.to_container(cfg.backend, resolve=True)
+    output = cfg.output_file or backend["calibration_file"]
+    if not output:
+        raise ConfigError("calibrate-joints needs output_file=PATH (backend.calibration_file is null)")
+    reference = [float(v) for v in cfg.reference_pose_rad]
+    if len(reference) != len(backend["joint_ids"]):
+        raise ConfigError(f"reference_pose_rad needs {len(backend['joint_ids'])} angles, got {len(reference)}")
+    ids, targets = list(backend["joint_ids"]), list(reference)
+    for key, ref in (("valve_id", cfg.valve_reference_rad), ("guide_id", cfg.guide_reference_rad)):
+        if backend[key] is not None:
+            ids.append(backend[key])
+            targets.append(float(ref))
+    output_path = pathlib.Path(str(output)).expanduser()
+    # Scale and direction come from the file being replaced, else from ROBEL's nominal one.
+    previous = make_joint_calibration(str(output_path) if output_path.is_file() else None)
+    bus, close = open_bus(backend, hold_pose_rad=reference)
+    try:
+        for motor_id in ids:
+            bus.write(motor_id, "torque_enable", 0)
+        if cfg.wait_for_enter:
+            input(f"Torque is off. Hold the claw at the reference pose {reference} (valve and guide at "
+                  f"their zero), then press Enter... ")
+        try:
+            measured = measure_offsets(bus, ids, targets, previous, require_int("samples", cfg.samples),
+                                       require_positive("max_spread_rad", cfg.max_spread_rad))
+        except CalibrationError as error:
+            print(f"slac-robot calibrate-joints: {error}", file=sys.stderr)
+            return 1
+    finally:
+        close()
+    calibration = JointCalibration({**previous.motors, **measured.motors})
+    path = calibration.save(output_path, note=f"reference pose {reference}")
+    print(f"{'ID':>3}  {'offset rad':>10}  {'change rad':>10}")
+    for motor_id in ids:
+        new, old = calibration[motor_id].offset_rad, previous[motor_id].offset_rad
+        print(f"{motor_id:>3}  {new:>+10.4f}  {new - old:>+10.4f}")
+    print(f"joint calibration written to {path}")
+    return 0
 
 
 COMMANDS: dict[str, tuple[Callable[[DictConfig], int], str]] = {
     "rollout": (rollout, "run episodes with a random or scripted policy; write metrics and videos"),
     "train": (train, "train SLAC online from pixels; checkpoints, TensorBoard, videos; resume=RUN_DIR"),
+    "emulate-bus": (emulate_bus, "run the Dynamixel bus emulator (simulated claw) on a pseudo-terminal"),
+    "check-hardware": (check_hardware, "ping every servo and print its model, temperature, errors, position"),
+    "calibrate-joints": (calibrate_joints, "record the joint offsets with the claw held at the reference pose"),
 }
 
 
@@ -167,7 +281,7 @@ def _run_dir(cfg: DictConfig, command: str) -> pathlib.Path:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `slac-robot`; returns the process exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    listing = "\n".join(f"  {name:<12}{doc}" for name, (_, doc) in COMMANDS.items())
+    listing = "\n".join(f"  {name:<18}{doc}" for name, (_, doc) in COMMANDS.items())
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE.format(commands=listing))
         return 0 if argv else 2
@@ -186,6 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"slac-robot {command}: {error}", file=sys.stderr)
         return 2
+    except DynamixelError as error:
+        print(f"slac-robot {command}: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"slac-robot {command}: interrupted", file=sys.stderr)
         return 130

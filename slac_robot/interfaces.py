@@ -22,6 +22,9 @@ class RobotState:
     joint_error_flags: shape (9,) uint8, each motor's Hardware Error Status bits (0 = healthy).
     valve_pos_rad: the valve angle, unwrapped (it may leave [-pi, pi] after whole turns).
     stamp_s: when the reading was taken, on the backend's clock (see ControlClock.now_s).
+    health_stamp_s: when temperatures and error flags were read, if at another time than
+        stamp_s (hardware reads them at a lower rate); None: together with the rest.
+    A backend never hands on an old reading as a new one: a failed read raises instead.
     """
 
     joint_pos_rad: np.ndarray
@@ -31,6 +34,12 @@ class RobotState:
     joint_error_flags: np.ndarray
     valve_pos_rad: float
     stamp_s: float
+    health_stamp_s: float | None = None
+
+    @property
+    def health_age_s(self) -> float:
+        """How much older the temperatures and error flags are than the rest (0 when read together)."""
+        return 0.0 if self.health_stamp_s is None else self.stamp_s - self.health_stamp_s
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,11 @@ def test_wheel_holds_mapped_packages_and_configs(wheel):
         "slac_robot/configs/task/_valve_turn.yaml",
         "slac_robot/configs/task/three_goal.yaml",
         "slac_robot/configs/policy/scripted.yaml",
+        "slac_robot/configs/backend/_dynamixel.yaml",
+        "slac_robot/configs/backend/emulated.yaml",
+        "slac_robot/hardware/emulator/server.py",
+        "slac_robot/hardware/99-dynamixel-ftdi-latency.rules",
+        "slac_robot/calibration/robel_dclaw_joints.yaml",
     ):
         assert required in names, required
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))

@@ -69,9 +69,10 @@ class SimRobot:
         self._sim.data.mocap_quat[self._sim.goal_mocap_index] = (np.cos(half), 0.0, 0.0, np.sin(half))
         mujoco.mj_forward(self._sim.model, self._sim.data)
 
-    def set_torque(self, enabled: bool) -> None:
+    def set_torque(self, enabled: bool | np.ndarray) -> None:
+        """enabled: one flag for all joints, or one per joint (the emulated bus's servos)."""
         act = self._sim.claw_actuator_index
-        scale = 1.0 if enabled else 0.0
+        scale = np.asarray(enabled, dtype=np.float64)
         self._sim.model.actuator_gainprm[act, 0] = scale * self._gain_on
         self._sim.model.actuator_biasprm[act, 1] = scale * self._bias_on
 

@@ -1,0 +1,259 @@
+"""The D'Claw on Dynamixel servos: the Robot interface over a `DynamixelBus`.
+
+One control tick costs two bus transactions: `read` is one SYNC READ of Present Current,
+Velocity and Position (10 bytes from address 126) from the nine joints and the valve servo, and
+`command` one SYNC WRITE of the nine Goal Positions. Every `health_period_s` a read also fetches
+Hardware Error Status, input voltage and temperature (two more sync reads). Units come from each
+servo's model (Present Current differs between XM430 and XH430), joint angles from the joint
+calibration file. A failed transaction raises (see `errors.py`); a reading is never reused.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Callable
+
+import numpy as np
+
+from slac_robot.calibration.joints import JointCalibration
+from slac_robot.hardware.bus import DynamixelBus
+from slac_robot.hardware.control_table import (
+    HEALTH_BLOCK,
+    MODELS,
+    OPERATING_MODES,
+    RAD_S_PER_VELOCITY_COUNT,
+    REG,
+    STATE_BLOCK,
+    VOLT_PER_COUNT,
+    WATCHDOG_S_PER_COUNT,
+)
+from slac_robot.hardware.errors import DynamixelError, MotorHardwareError, MotorMissing, PortVanished
+from slac_robot.interfaces import ControlClock, RobotState
+
+STATE_DTYPE = np.dtype([("current", "<i2"), ("velocity", "<i4"), ("position", "<i4")])
+HEALTH_DTYPE = np.dtype([("voltage", "<u2"), ("temperature", "u1")])
+POSITION_COUNTS = (0, 4095)  # Min/Max Position Limit range in position mode
+
+
+class ResetFailed(RuntimeError):
+    """The claw did not reach the reset pose in time (blocked, or a motor too weak)."""
+
+
+class DClawRobot:
+    """The D'Claw (9 joints), its valve servo and optional guide servo, on one Dynamixel bus.
+
+    bus: the open bus. calibration: per-motor offset/scale/direction (joints, valve, guide).
+    clock: the control clock; `reset` ticks it while the claw moves.
+    joint_ids: the nine joint servos, FF (top, middle, bottom), MF, TH.
+    valve_id: the valve servo (torque off, turned by the fingers; on only while resetting).
+    guide_id: the servo pointing at the goal, or None.
+    joint_lower_rad, joint_upper_rad: written into the servos' position limits on connect.
+    health_period_s: how often hardware error status, voltage and temperature are read.
+    watchdog_s: Bus Watchdog: a servo stops when the bus is quiet this long (0: off).
+    reset_tolerance_rad, reset_timeout_s: when a reset counts as reached, and how long it may take.
+    release: called after `close` released the port (backend=emulated: stops the emulator).
+    """
+
+    def __init__(
+        self,
+        bus: DynamixelBus,
+        calibration: JointCalibration,
+        clock: ControlClock,
+        joint_ids: tuple[int, ...],
+        valve_id: int,
+        guide_id: int | None,
+        joint_lower_rad: np.ndarray,
+        joint_upper_rad: np.ndarray,
+        health_period_s: float,
+        watchdog_s: float,
+        reset_tolerance_rad: float,
+        reset_timeout_s: float,
+        release: Callable[[], None] | None = None,
+    ):
+        self.bus = bus
+        self._release = release
+        self.calibration = calibration
+        self.clock = clock
+        self.joint_ids = tuple(joint_ids)
+        self.valve_id = valve_id
+        self.guide_id = guide_id
+        self._read_ids = (*self.joint_ids, valve_id)
+        self._all_ids = tuple(i for i in (*self._read_ids, guide_id) if i is not None)
+        calibration.require(self._all_ids, "the joint calibration file")
+        self._lower_rad = np.asarray(joint_lower_rad, dtype=float)
+        self._upper_rad = np.asarray(joint_upper_rad, dtype=float)
+        self._health_period_s = health_period_s
+        self._watchdog_counts = int(round(watchdog_s / WATCHDOG_S_PER_COUNT))
+        self._reset_tolerance_rad = reset_tolerance_rad
+        self._reset_timeout_s = reset_timeout_s
+        self._last_health_s = -math.inf
+        self._temperature_c = np.zeros(len(self.joint_ids))
+        self._voltage_v = np.zeros(len(self.joint_ids))
+        self._error_flags = np.zeros(len(self.joint_ids), dtype=np.uint8)
+        self.models = self._find_motors()
+        self._amp_per_count = np.array([MODELS[self.models[i]].amp_per_current_count for i in self.joint_ids])
+        lo, hi = (np.sort(np.stack([self._counts(self._lower_rad), self._counts(self._upper_rad)]), axis=0))
+        self._limit_counts = (np.clip(lo, *POSITION_COUNTS), np.clip(hi, *POSITION_COUNTS))
+        for motor_id in self._all_ids:
+            self._configure(motor_id)
+        self.set_torque(True)
+
+    # -- connecting ---------------------------------------------------------------------------
+    def _find_motors(self) -> dict[int, int]:
+        models, missing, unknown = {}, [], []
+        for motor_id in self._all_ids:
+            model = self.bus.ping(motor_id)
+            if model is None:
+                missing.append(motor_id)
+            elif model not in MODELS:
+                unknown.append(f"{motor_id} (model number {model})")
+            else:
+                models[motor_id] = model
+        if missing:
+            raise MotorMissing(
+                f"motor(s) {missing} on {self.bus.path} do not answer; check their power, cables and IDs "
+                "(`slac-robot check-hardware` lists what answers)"
+            )
+        if unknown:
+            names = ", ".join(m.name for m in MODELS.values())
+            raise MotorMissing(f"motor(s) {', '.join(unknown)} are not a supported model ({names})")
+        return models
+
+    def _configure(self, motor_id: int) -> None:
+        """Torque off, then EEPROM (return delay, mode, limits), then the watchdog."""
+        bus = self.bus
+        bits = bus.read(motor_id, "hardware_error_status")
+        if bits:
+            raise MotorHardwareError(motor_id, bits)
+        bus.write(motor_id, "torque_enable", 0)
+        bus.write(motor_id, "return_delay_time", 0)
+        mode = "extended_position" if motor_id == self.valve_id else "position"
+        bus.write(motor_id, "operating_mode", OPERATING_MODES[mode])
+        if motor_id in self.joint_ids:
+            k = self.joint_ids.index(motor_id)
+            bus.write(motor_id, "min_position_limit", int(self._limit_counts[0][k]))
+            bus.write(motor_id, "max_position_limit", int(self._limit_counts[1][k]))
+        bus.write(motor_id, "bus_watchdog", 0)  # clears a watchdog that fired
+        bus.write(motor_id, "bus_watchdog", self._watchdog_counts)
+
+    def reboot(self, motor_id: int) -> None:
+        """Reboots one motor (clears its latched hardware error) and configures it again."""
+        self.bus.reboot(motor_id)
+        self._configure(motor_id)
+        if motor_id in self.joint_ids or motor_id == self.guide_id:
+            self._hold_present(motor_id)
+            self.bus.write(motor_id, "torque_enable", 1)
+
+    # -- the Robot interface ------------------------------------------------------------------
+    def read(self) -> RobotState:
+        replies = self.bus.sync_read(self._read_ids, *STATE_BLOCK)
+        stamp_s = self.clock.now_s()
+        raw = np.frombuffer(b"".join(replies), dtype=STATE_DTYPE)
+        joints, valve = raw[:-1], raw[-1]
+        ids = self.joint_ids
+        if stamp_s - self._last_health_s >= self._health_period_s:
+            self._read_health(stamp_s)
+        return RobotState(
+            joint_pos_rad=self.calibration.joint_from_counts(ids, joints["position"]),
+            joint_vel_rad_s=self.calibration.joint_rate(ids, joints["velocity"] * RAD_S_PER_VELOCITY_COUNT),
+            joint_current_a=np.abs(joints["current"] * self._amp_per_count),
+            joint_temperature_c=self._temperature_c.copy(),
+            joint_error_flags=self._error_flags.copy(),
+            valve_pos_rad=float(self.calibration.joint_from_counts([self.valve_id], [valve["position"]])[0]),
+            stamp_s=stamp_s,
+            health_stamp_s=self._last_health_s,
+        )
+
+    def _read_health(self, stamp_s: float) -> None:
+        errors = self.bus.sync_read(self.joint_ids, REG["hardware_error_status"].address, 1)
+        health = np.frombuffer(b"".join(self.bus.sync_read(self.joint_ids, *HEALTH_BLOCK)), dtype=HEALTH_DTYPE)
+        self._error_flags = np.array([e[0] for e in errors], dtype=np.uint8)
+        self._temperature_c = health["temperature"].astype(float)
+        self._voltage_v = health["voltage"] * VOLT_PER_COUNT
+        self._last_health_s = stamp_s
+        for motor_id, bits in zip(self.joint_ids, self._error_flags):
+            if bits:
+                raise MotorHardwareError(motor_id, int(bits))
+
+    @property
+    def voltage_v(self) -> np.ndarray:
+        """Each joint servo's input voltage at the last health read."""
+        return self._voltage_v.copy()
+
+    def command(self, joint_targets_rad: np.ndarray) -> None:
+        counts = np.clip(self._counts(joint_targets_rad), *self._limit_counts)
+        self.bus.sync_write(REG["goal_position"].address, 4, dict(zip(self.joint_ids, counts.tolist())))
+
+    def reset(self, joint_pos_rad: np.ndarray, valve_pos_rad: float) -> RobotState:
+        """Moves the claw to joint_pos_rad and turns the valve (its servo torqued) to valve_pos_rad.
+
+        Waits, ticking the clock, until every joint and the valve are within the tolerance; then
+        releases the valve. Raises ResetFailed after reset_timeout_s."""
+        state = self.read()
+        # Turn the valve the short way round to the goal angle.
+        valve_goal = state.valve_pos_rad + math.remainder(valve_pos_rad - state.valve_pos_rad, 2 * math.pi)
+        valve_counts = int(self.calibration.counts_from_joint([self.valve_id], [valve_goal])[0])
+        self.bus.write(self.valve_id, "goal_position", valve_counts)
+        self.bus.write(self.valve_id, "torque_enable", 1)
+        try:
+            for _ in range(max(1, math.ceil(self._reset_timeout_s / self.clock.period_s))):
+                self.command(joint_pos_rad)
+                self.clock.tick()
+                state = self.read()
+                joint_error = np.max(np.abs(state.joint_pos_rad - joint_pos_rad))
+                valve_error = abs(state.valve_pos_rad - valve_goal)
+                if max(joint_error, valve_error) < self._reset_tolerance_rad:
+                    return state
+            raise ResetFailed(
+                f"the claw did not reach the reset pose within {self._reset_timeout_s} s (worst joint off by "
+                f"{joint_error:.3f} rad, valve by {valve_error:.3f} rad); check for a blocked finger"
+            )
+        finally:
+            self.bus.write(self.valve_id, "torque_enable", 0)
+
+    def show_goal(self, goal_rad: float) -> None:
+        if self.guide_id is not None:
+            counts = self.calibration.counts_from_joint([self.guide_id], [goal_rad])[0]
+            self.bus.write(self.guide_id, "goal_position", int(np.clip(counts, *POSITION_COUNTS)))
+
+    def set_torque(self, enabled: bool) -> None:
+        for motor_id in self.joint_ids + ((self.guide_id,) if self.guide_id is not None else ()):
+            if enabled:
+                self._hold_present(motor_id)
+            self.bus.write(motor_id, "torque_enable", int(enabled))
+
+    def _hold_present(self, motor_id: int) -> None:
+        """Goal := present position, so that enabling the torque does not make the motor jump."""
+        present = self.bus.read(motor_id, "present_position")
+        if motor_id in self.joint_ids:
+            k = self.joint_ids.index(motor_id)
+            present = int(np.clip(present, self._limit_counts[0][k], self._limit_counts[1][k]))
+        self.bus.write(motor_id, "goal_position", present)
+
+    def close(self) -> None:
+        """Torque off on every motor that still answers, then the port is released.
+
+        A motor in error still gets its torque switched off; what fails is reported as a warning
+        (closing must go on), and a second close does nothing."""
+        if not self.bus.is_open:
+            return
+        failures = []
+        try:
+            for motor_id in self._all_ids:
+                try:
+                    self.bus.write(motor_id, "torque_enable", 0, check_alert=False)
+                except PortVanished as error:
+                    failures.append(str(error))
+                    break
+                except DynamixelError as error:
+                    failures.append(str(error))
+        finally:
+            self.bus.close()
+            if self._release is not None:
+                self._release()
+        if failures:
+            warnings.warn(f"could not switch every motor's torque off: {'; '.join(failures)}", RuntimeWarning, stacklevel=2)
+
+    def _counts(self, joint_rad: np.ndarray) -> np.ndarray:
+        return self.calibration.counts_from_joint(self.joint_ids, joint_rad)

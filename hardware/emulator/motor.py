@@ -1,0 +1,172 @@
+"""One emulated X-series servo: its control table with the read-only and EEPROM rules."""
+
+from __future__ import annotations
+
+from slac_robot.hardware.control_table import (
+    BAUD_RATES,
+    EEPROM_END,
+    OPERATING_MODES,
+    REG,
+    REGISTERS,
+    TABLE_SIZE,
+    Model,
+    to_signed,
+)
+from slac_robot.hardware.emulator.protocol import ALERT_BIT, ErrorNumber
+
+FIRMWARE_VERSION = 46
+# Factory values that differ from zero (e-manual, X series).
+FACTORY_VALUES = {
+    "baud_rate": BAUD_RATES[57600],
+    "return_delay_time": 250,
+    "operating_mode": OPERATING_MODES["position"],
+    "secondary_id": 255,
+    "protocol_type": 2,
+    "moving_threshold": 10,
+    "temperature_limit": 80,
+    "max_voltage_limit": 160,
+    "min_voltage_limit": 95,
+    "pwm_limit": 885,
+    "current_limit": 1193,
+    "velocity_limit": 200,
+    "max_position_limit": 4095,
+    "min_position_limit": 0,
+    "shutdown": 52,  # overheating, electrical shock, overload drop the torque
+    "status_return_level": 2,
+    "position_p_gain": 800,
+    "velocity_i_gain": 1920,
+    "velocity_p_gain": 100,
+    "present_input_voltage": 120,
+    "present_temperature": 25,
+}
+
+
+class EmulatedMotor:
+    """A control table of TABLE_SIZE bytes with the servo's write rules.
+
+    `write` returns the error number a real servo puts in its status packet: Access Error for a
+    read-only register or for EEPROM while the torque is on, Data Range Error for values a
+    register does not take, Data Length Error for writes that split a register. Hardware errors
+    are latched in Hardware Error Status until `reboot`.
+    """
+
+    def __init__(self, motor_id: int, model: Model):
+        self.model = model
+        self.table = bytearray(TABLE_SIZE)
+        self._registered: tuple[int, bytes] | None = None
+        self._factory(motor_id)
+
+    def _factory(self, motor_id: int) -> None:
+        self.table[:] = bytes(TABLE_SIZE)
+        self.set("model_number", self.model.number)
+        self.set("firmware_version", FIRMWARE_VERSION)
+        self.set("id", motor_id)
+        for name, value in FACTORY_VALUES.items():
+            self.set(name, value)
+
+    # -- raw access -----------------------------------------------------------------------
+    def get(self, name: str) -> int:
+        reg = REG[name]
+        value = int.from_bytes(self.table[reg.address : reg.end], "little")
+        return to_signed(value, reg.size) if reg.signed else value
+
+    def set(self, name: str, value: int) -> None:
+        """Sets a register whatever its access (the emulator's physics and faults use this)."""
+        reg = REG[name]
+        self.table[reg.address : reg.end] = (value & ((1 << (8 * reg.size)) - 1)).to_bytes(reg.size, "little")
+
+    @property
+    def motor_id(self) -> int:
+        return self.get("id")
+
+    @property
+    def torque_on(self) -> bool:
+        return self.get("torque_enable") == 1
+
+    @property
+    def hardware_error(self) -> int:
+        return self.get("hardware_error_status")
+
+    def error_byte(self, error: ErrorNumber | int = ErrorNumber.NONE) -> int:
+        """The status packet's error byte: the error number plus the Alert bit when latched."""
+        return int(error) | (ALERT_BIT if self.hardware_error else 0)
+
+    def latch_hardware_error(self, bits: int) -> None:
+        """Sets Hardware Error Status bits; those named in Shutdown drop the torque."""
+        self.set("hardware_error_status", self.hardware_error | bits)
+        if bits & self.get("shutdown"):
+            self.set("torque_enable", 0)
+
+    def reboot(self) -> None:
+        """Clears latched errors and the torque, as a power cycle does; EEPROM is kept."""
+        eeprom = bytes(self.table[:EEPROM_END])
+        self._factory(self.motor_id)
+        self.table[:EEPROM_END] = eeprom
+        self._registered = None
+
+    # -- protocol access ------------------------------------------------------------------
+    def read(self, address: int, length: int) -> tuple[ErrorNumber, bytes]:
+        if length < 1 or address + length > TABLE_SIZE:
+            return ErrorNumber.DATA_RANGE, b""
+        return ErrorNumber.NONE, bytes(self.table[address : address + length])
+
+    def check_write(self, address: int, data: bytes) -> ErrorNumber:
+        """The error a write would get (NONE when the servo accepts it), without writing."""
+        end = address + len(data)
+        if not data or end > TABLE_SIZE:
+            return ErrorNumber.DATA_RANGE
+        touched = [r for r in REGISTERS if r.address < end and address < r.end]
+        if not touched:
+            return ErrorNumber.ACCESS
+        if touched[0].address < address or touched[-1].end > end:
+            return ErrorNumber.DATA_LENGTH
+        for reg in touched:
+            if not reg.writable:
+                return ErrorNumber.ACCESS
+            if reg.eeprom and self.torque_on:
+                return ErrorNumber.ACCESS
+            raw = int.from_bytes(data[reg.address - address : reg.end - address], "little")
+            value = to_signed(raw, reg.size) if reg.signed else raw
+            if not self._in_range(reg.name, value, data, address):
+                return ErrorNumber.DATA_RANGE
+        return ErrorNumber.NONE
+
+    def _in_range(self, name: str, value: int, data: bytes, address: int) -> bool:
+        if name == "torque_enable":
+            return value in (0, 1) and not (value == 1 and self.hardware_error)
+        if name == "operating_mode":
+            return value in OPERATING_MODES.values()
+        if name == "baud_rate":
+            return value in BAUD_RATES.values()
+        if name == "id":
+            return 0 <= value <= 252
+        if name == "status_return_level":
+            return value in (0, 1, 2)
+        if name == "goal_position" and self.get("operating_mode") == OPERATING_MODES["position"]:
+            return self.get("min_position_limit") <= value <= self.get("max_position_limit")
+        if name in ("max_position_limit", "min_position_limit"):
+            return 0 <= value < 4096
+        return True
+
+    def write(self, address: int, data: bytes) -> ErrorNumber:
+        error = self.check_write(address, data)
+        if error == ErrorNumber.NONE:
+            self.table[address : address + len(data)] = data
+        return error
+
+    def register_write(self, address: int, data: bytes) -> ErrorNumber:
+        """REG_WRITE: checks now, writes on ACTION."""
+        error = self.check_write(address, data)
+        if error == ErrorNumber.NONE:
+            self._registered = (address, bytes(data))
+            self.table[REG["registered_instruction"].address] = 1
+        return error
+
+    def action(self) -> ErrorNumber:
+        """ACTION: performs the registered write, if any."""
+        if self._registered is None:
+            return ErrorNumber.NONE
+        address, data = self._registered
+        self._registered = None
+        self.table[REG["registered_instruction"].address] = 0
+        return self.write(address, data)

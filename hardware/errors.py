@@ -1,0 +1,61 @@
+"""Typed errors of the Dynamixel bus and the D'Claw driver.
+
+Every failure the driver cannot recover from within its bounded retries ends in one of these;
+the safety layer catches `DynamixelError` and stops the robot safely. None of them is ever
+swallowed, and no reading is ever handed on after one (no stale state passes as fresh).
+"""
+
+from __future__ import annotations
+
+from slac_robot.hardware.control_table import describe_hardware_error
+
+
+class DynamixelError(RuntimeError):
+    """Base class: something went wrong on the Dynamixel bus."""
+
+
+class PortNotFound(DynamixelError):
+    """The serial device cannot be opened (wrong path, no permission, not plugged in)."""
+
+
+class PortVanished(DynamixelError):
+    """The serial device went away while in use (USB unplugged, adapter reset)."""
+
+
+class BusTimeout(DynamixelError):
+    """A servo did not answer (no status packet) within the timeout, after every retry."""
+
+    def __init__(self, message: str, motor_ids: tuple[int, ...] = ()):
+        super().__init__(message)
+        self.motor_ids = motor_ids
+
+
+class CorruptPacket(DynamixelError):
+    """Status packets arrived damaged (bad CRC, truncated) after every retry."""
+
+
+class MotorRejected(DynamixelError):
+    """A servo answered with an error number (access, range, length...): a driver or config bug."""
+
+    def __init__(self, motor_id: int, error_number: int, what: str):
+        names = {1: "result fail", 2: "instruction error", 3: "CRC error", 4: "data range error",
+                 5: "data length error", 6: "data limit error", 7: "access error"}
+        super().__init__(f"motor {motor_id} rejected {what}: {names.get(error_number, error_number)}")
+        self.motor_id = motor_id
+        self.error_number = error_number
+
+
+class MotorHardwareError(DynamixelError):
+    """A servo latched a hardware error (register 70); it stays latched until a reboot."""
+
+    def __init__(self, motor_id: int, bits: int):
+        super().__init__(
+            f"motor {motor_id} reports a hardware error: {describe_hardware_error(bits)} (status 0x{bits:02x}); "
+            "check power, load and temperature, then reboot the motor (DClawRobot.reboot or power-cycle)"
+        )
+        self.motor_id = motor_id
+        self.bits = bits
+
+
+class MotorMissing(DynamixelError):
+    """A configured servo does not answer a ping, or answers with an unexpected model."""
