@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 from omegaconf import DictConfig, OmegaConf
 
 from slac_robot.env import ValveTurnEnv
-from slac_robot.config import ConfigError, load_config
+from slac_robot.config import ConfigError, load_config, require_int, require_positive
 from slac_robot.interfaces import Camera, ControlClock, Robot
 from slac_robot.policies import Policy, RandomPolicy, ScriptedTurnPolicy
 from slac_robot.safety import ActionFilter
 from slac_robot.tasks import RewardWeights, ValveTurnTask
 
 if TYPE_CHECKING:
+    from slac_robot.hardware.cameras.image import CropRegion
     from slac_robot.sim import ValveSimulation
 
 
@@ -85,6 +86,62 @@ def _sim_parts(backend: dict[str, Any], camera: dict[str, Any], with_view: bool)
 BACKENDS: dict[str, Callable[[dict[str, Any], dict[str, Any], bool], BackendParts]] = {
     "sim": _sim_parts,
 }
+
+
+def make_hardware_camera(device: dict[str, Any], image: dict[str, Any] | None) -> Camera:
+    """Builds the camera of a `camera_device` config section (realsense or opencv).
+
+    device: the camera_device section (plain dict).
+    image: the top-level `camera` section (width_px, height_px: the agent's image); None hands
+        out the full sensor image as it comes, without region or undistortion (for calibration).
+    Raises ConfigError for bad values, CameraError when the camera cannot be opened."""
+    from slac_robot.calibration.intrinsics import load_intrinsics
+    from slac_robot.hardware.cameras.image import ImageSettings
+
+    kwargs = dict(device)
+    name = kwargs.pop("name")
+    crop, calibration_file = kwargs.pop("crop"), kwargs.pop("calibration_file")
+    settings = ImageSettings()
+    if image is not None:
+        settings = ImageSettings(
+            width_px=require_int("camera.width_px", image["width_px"]),
+            height_px=require_int("camera.height_px", image["height_px"]),
+            crop=_crop_region(crop),
+            intrinsics=load_intrinsics(calibration_file) if calibration_file else None,
+        )
+    prefix = "camera_device."
+    for key in ("warmup_frames", "max_reconnects"):
+        require_int(prefix + key, kwargs[key], minimum=0)
+    for key in ("fps", "frame_timeout_s", "reconnect_timeout_s", "reconnect_wait_s"):
+        if key in kwargs:
+            require_positive(prefix + key, kwargs[key])
+    if name == "realsense":
+        from slac_robot.hardware.cameras.realsense import RealSenseCamera
+
+        serial = kwargs.pop("serial")
+        # hydra reads an unquoted serial as a number; serials are text
+        return RealSenseCamera(settings, serial=None if serial is None else str(serial), **kwargs)
+    if name == "opencv":
+        from slac_robot.hardware.cameras.opencv_camera import OpenCVCamera
+
+        source = kwargs.pop("source")
+        if isinstance(source, str) and source.isdigit():
+            source = int(source)  # a device index
+        return OpenCVCamera(settings, source=source, **kwargs)
+    raise ConfigError(f"camera_device.name={name!r} is not one of: realsense, opencv")
+
+
+def _crop_region(crop: dict[str, Any] | None) -> "CropRegion | None":
+    from slac_robot.hardware.cameras.image import CropRegion
+
+    if crop is None:
+        return None
+    keys = ("x_px", "y_px", "width_px", "height_px")
+    if not isinstance(crop, dict) or set(crop) != set(keys):
+        raise ConfigError(f"camera_device.crop must be null or {{{', '.join(keys)}}}, got {crop!r}")
+    return CropRegion(
+        *(require_int(f"camera_device.crop.{key}", crop[key], minimum=int(key in ("width_px", "height_px"))) for key in keys)
+    )
 
 
 def make_task(task: DictConfig) -> ValveTurnTask:
