@@ -19,6 +19,7 @@ from slac_robot.safety import ActionFilter
 from slac_robot.tasks import RewardWeights, ValveTurnTask
 
 if TYPE_CHECKING:
+    from slac_robot.calibration.boards import Board
     from slac_robot.hardware.cameras.image import CropRegion
     from slac_robot.sim import ValveSimulation
 
@@ -142,6 +143,17 @@ def _crop_region(crop: dict[str, Any] | None) -> "CropRegion | None":
     return CropRegion(
         *(require_int(f"camera_device.crop.{key}", crop[key], minimum=int(key in ("width_px", "height_px"))) for key in keys)
     )
+
+
+def make_board(board: DictConfig) -> "Board":
+    """Builds a calibration board from the `board` config group (charuco or checkerboard)."""
+    from slac_robot.calibration.boards import Board, BoardSpec
+
+    try:
+        spec = BoardSpec(**_plain(board))
+    except TypeError as error:
+        raise ConfigError(f"board: {error}; the valid keys are those of BoardSpec") from None
+    return Board(spec)
 
 
 def make_task(task: DictConfig) -> ValveTurnTask:

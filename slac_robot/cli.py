@@ -13,7 +13,7 @@ from typing import Callable
 
 from omegaconf import DictConfig, OmegaConf
 
-from slac_robot.config import ConfigError, load_config, require_int
+from slac_robot.config import ConfigError, load_config, require_int, require_number, require_positive
 
 USAGE = """usage: slac-robot COMMAND [key=value ...] [--cfg]
 
@@ -66,8 +66,80 @@ def rollout(cfg: DictConfig) -> int:
     return 0
 
 
+def calibrate_camera(cfg: DictConfig) -> int:
+    """Calibrates a camera's intrinsics from a folder of board images or live views; writes
+    intrinsics.yaml, camera_info.yaml, report.png and views.csv. Exit 1 when refused."""
+    from slac_robot.backends import make_board, make_hardware_camera
+    from slac_robot.calibration import camera_calibration as calibration
+    from slac_robot.calibration.collect import display_available, views_from_camera, views_from_folder
+    from slac_robot.calibration.report import write_report
+    from slac_robot.calibration.views import ViewSelector
+    from slac_robot.interfaces import CameraError, StaleFrameError
+
+    board = make_board(cfg.board)
+    selection, capture, checks = cfg.selection, cfg.capture, cfg.checks
+    min_corners = require_int("selection.min_corners", selection.min_corners)
+    min_sharpness = require_number("selection.min_sharpness", selection.min_sharpness)
+    min_motion = require_number("selection.min_motion", selection.min_motion)
+    min_views = require_int("checks.min_views", checks.min_views)
+    max_rms_px = require_positive("checks.max_rms_px", checks.max_rms_px)
+    if cfg.distortion_model not in calibration.MODEL_FLAGS:
+        raise ConfigError(f"distortion_model={cfg.distortion_model!r} is not one of: {', '.join(calibration.MODEL_FLAGS)}")
+
+    def make_selector(image_size_px: tuple[int, int]) -> ViewSelector:
+        return ViewSelector(board, image_size_px, min_corners, min_sharpness, min_motion)
+
+    out_dir = _run_dir(cfg, "calibrate-camera")
+    OmegaConf.save(cfg, out_dir / "config.yaml")
+    try:
+        if cfg.images:
+            print(f"views from {cfg.images}:")
+            selector = views_from_folder(cfg.images, make_selector)
+            camera_name = pathlib.Path(str(cfg.images)).expanduser().resolve().name
+        else:
+            device = OmegaConf.to_container(cfg.camera_device, resolve=True)
+            camera = make_hardware_camera(device, None)
+            try:
+                selector = views_from_camera(
+                    camera,
+                    make_selector,
+                    views=require_int("capture.views", capture.views),
+                    interval_s=require_positive("capture.interval_s", capture.interval_s),
+                    timeout_s=require_positive("capture.timeout_s", capture.timeout_s),
+                    display=display_available(capture.display),
+                    out_dir=out_dir,
+                )
+            finally:
+                camera.close()
+            camera_name = camera.name.replace(" ", "_")
+    except (CameraError, StaleFrameError) as error:
+        print(f"slac-robot calibrate-camera: {error}", file=sys.stderr)
+        return 1
+    print(selector.summary())
+    result = None
+    try:
+        calibration.require_enough_views(selector, min_views)
+        result = calibration.calibrate(selector.views, selector.image_size_px, cfg.distortion_model)
+        print("\n".join(calibration.summary_lines(result)))
+        print(f"corner coverage of the image: {selector.coverage():.0%}")
+        write_report(out_dir / "report.png", result, board.spec.describe())
+        calibration.check_rms(result, max_rms_px)
+    except calibration.CalibrationFailed as failure:
+        print(f"slac-robot calibrate-camera: {failure}", file=sys.stderr)
+        print(f"listing and report in {out_dir}", file=sys.stderr)
+        return 1
+    finally:
+        calibration.write_listing(out_dir / "views.csv", selector, result)
+    date = datetime.datetime.now().isoformat(timespec="seconds")
+    written = calibration.write_results(out_dir, result, board.spec.describe(), date, camera_name)
+    print(f"wrote {', '.join(str(p) for p in written)} and report.png, views.csv")
+    print(f"use it: camera_device.calibration_file={written[0]}")
+    return 0
+
+
 COMMANDS: dict[str, tuple[Callable[[DictConfig], int], str]] = {
     "rollout": (rollout, "run episodes with a random or scripted policy; write metrics and videos"),
+    "calibrate-camera": (calibrate_camera, "camera intrinsics from board views (a folder, or live); YAML + report"),
 }
 
 
@@ -84,7 +156,7 @@ def _run_dir(cfg: DictConfig, command: str) -> pathlib.Path:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `slac-robot`; returns the process exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    listing = "\n".join(f"  {name:<12}{doc}" for name, (_, doc) in COMMANDS.items())
+    listing = "\n".join(f"  {name:<18}{doc}" for name, (_, doc) in COMMANDS.items())
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE.format(commands=listing))
         return 0 if argv else 2
