@@ -137,9 +137,30 @@ def calibrate_camera(cfg: DictConfig) -> int:
     return 0
 
 
+def print_board(cfg: DictConfig) -> int:
+    """Writes the configured calibration board as PNG and/or PDF at its true size."""
+    from slac_robot.backends import make_board
+    from slac_robot.calibration.printing import FORMATS, write_board
+
+    board = make_board(cfg.board)
+    formats = list(cfg.formats)
+    if not formats or any(f not in FORMATS for f in formats):
+        raise ConfigError(f"formats={formats} must name some of: {', '.join(FORMATS)}")
+    dpi = require_int("dpi", cfg.dpi, minimum=72)
+    margin_mm = require_number("margin_mm", cfg.margin_mm)
+    if margin_mm < 0:
+        raise ConfigError(f"margin_mm must be >= 0, got {margin_mm}")
+    written = write_board(board, pathlib.Path(str(cfg.out)).expanduser(), formats, dpi, margin_mm)
+    width_mm, height_mm = board.spec.size_mm
+    print(f"{board.spec.describe()}: {width_mm:g} x {height_mm:g} mm plus {margin_mm:g} mm margins")
+    print(f"wrote {', '.join(str(p) for p in written)}; print at 100% and measure a square (board.square_mm)")
+    return 0
+
+
 COMMANDS: dict[str, tuple[Callable[[DictConfig], int], str]] = {
     "rollout": (rollout, "run episodes with a random or scripted policy; write metrics and videos"),
     "calibrate-camera": (calibrate_camera, "camera intrinsics from board views (a folder, or live); YAML + report"),
+    "print-board": (print_board, "write a calibration board to print (PDF/PNG) at its true size in mm"),
 }
 
 
