@@ -42,6 +42,11 @@ def make_simulation(backend: dict[str, Any]) -> "ValveSimulation":
     from slac_robot.sim.scene import CameraPose, SceneLayout
 
     def pose(c: dict[str, Any]) -> CameraPose:
+        if c.get("from_extrinsics"):
+            from slac_robot.calibration.extrinsics import load_sim_camera_pose
+
+            measured = load_sim_camera_pose(c["from_extrinsics"])
+            return CameraPose(measured.pos_m, measured.lookat_m, measured.fovy_deg, measured.up)
         return CameraPose(tuple(c["pos_m"]), tuple(c["lookat_m"]), c["fovy_deg"])
 
     return ValveSimulation(
@@ -107,7 +112,7 @@ def make_hardware_camera(device: dict[str, Any], image: dict[str, Any] | None) -
         settings = ImageSettings(
             width_px=require_int("camera.width_px", image["width_px"]),
             height_px=require_int("camera.height_px", image["height_px"]),
-            crop=_crop_region(crop),
+            crop=make_crop_region(crop),
             intrinsics=load_intrinsics(calibration_file) if calibration_file else None,
         )
     prefix = "camera_device."
@@ -132,7 +137,8 @@ def make_hardware_camera(device: dict[str, Any], image: dict[str, Any] | None) -
     raise ConfigError(f"camera_device.name={name!r} is not one of: realsense, opencv")
 
 
-def _crop_region(crop: dict[str, Any] | None) -> "CropRegion | None":
+def make_crop_region(crop: dict[str, Any] | None) -> "CropRegion | None":
+    """The `camera_device.crop` region (None stays None: the camera's centred default)."""
     from slac_robot.hardware.cameras.image import CropRegion
 
     if crop is None:

@@ -157,10 +157,63 @@ def print_board(cfg: DictConfig) -> int:
     return 0
 
 
+def locate_camera(cfg: DictConfig) -> int:
+    """Finds the camera's pose relative to the D'Claw base from one view of a board at a known
+    pose; writes extrinsics.yaml (and the view used) beside the intrinsics file."""
+    import cv2
+
+    from slac_robot.backends import make_board, make_crop_region, make_hardware_camera
+    from slac_robot.calibration import extrinsics
+    from slac_robot.calibration.intrinsics import load_intrinsics
+    from slac_robot.hardware.cameras.image import ImagePipeline, ImageSettings
+    from slac_robot.interfaces import CameraError
+
+    if not cfg.intrinsics:
+        raise ConfigError("intrinsics must be set: the intrinsics.yaml that calibrate-camera wrote for this camera")
+    intrinsics_path = pathlib.Path(str(cfg.intrinsics)).expanduser()
+    intrinsics = load_intrinsics(intrinsics_path)
+    board = make_board(cfg.board)
+    base_T_board = extrinsics.pose_matrix(cfg.board_pose.xyz_m, cfg.board_pose.rpy_deg)
+    device = OmegaConf.to_container(cfg.camera_device, resolve=True)
+    try:
+        if cfg.image:
+            rgb = cv2.imread(str(pathlib.Path(str(cfg.image)).expanduser()), cv2.IMREAD_COLOR_RGB)
+            if rgb is None:
+                raise ConfigError(f"image={cfg.image} is not an image file OpenCV can read")
+        else:
+            camera = make_hardware_camera(device, None)
+            try:
+                rgb = camera.read(float("inf")).image
+            finally:
+                camera.close()
+        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        location = extrinsics.locate_camera(board, gray, intrinsics, base_T_board, require_positive("max_error_px", cfg.max_error_px))
+    except (CameraError, extrinsics.LocateFailed) as error:
+        print(f"slac-robot locate-camera: {error}", file=sys.stderr)
+        return 1
+    # The agent's region of the image, as the camera cuts it (crop, or the centred default).
+    agent = ImageSettings(
+        require_int("camera.width_px", cfg.camera.width_px),
+        require_int("camera.height_px", cfg.camera.height_px),
+        make_crop_region(device.get("crop")),
+    )
+    region = ImagePipeline(agent, intrinsics.width_px, intrinsics.height_px).crop
+    sim = extrinsics.sim_camera_pose(location.base_T_camera, intrinsics, region)
+    out = intrinsics_path.parent / "extrinsics.yaml"
+    date = datetime.datetime.now().isoformat(timespec="seconds")
+    extrinsics.save_extrinsics(out, location, base_T_board, sim, board.spec.describe(), str(intrinsics_path), date)
+    cv2.imwrite(str(out.with_name("extrinsics_view.png")), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    x, y, z = location.base_T_camera[:3, 3]
+    print(f"camera at ({x:.3f}, {y:.3f}, {z:.3f}) m in the base frame; corners fit within {location.reprojection_error_px:.2f} px")
+    print(f"wrote {out}; place the simulated camera with backend.agent_camera.from_extrinsics={out}")
+    return 0
+
+
 COMMANDS: dict[str, tuple[Callable[[DictConfig], int], str]] = {
     "rollout": (rollout, "run episodes with a random or scripted policy; write metrics and videos"),
     "calibrate-camera": (calibrate_camera, "camera intrinsics from board views (a folder, or live); YAML + report"),
     "print-board": (print_board, "write a calibration board to print (PDF/PNG) at its true size in mm"),
+    "locate-camera": (locate_camera, "camera pose relative to the D'Claw base from a board at a known pose"),
 }
 
 
