@@ -1,2 +1,10 @@
-"""Calibration (installed as `slac_robot.calibration`): camera intrinsics and extrinsics, joint
-offsets. The tools arrive with the camera issue; the sim backend needs no calibration."""
+"""Calibration (installed as `slac_robot.calibration`).
+
+- intrinsics.py: the intrinsics file (OpenCV YAML) that calibration writes and cameras read;
+- boards.py: ChArUco and chessboard boards: corner detection, drawing;
+- views.py: which views a calibration keeps (board found, sharp, not a near-duplicate), coverage;
+- camera_calibration.py: cv2.calibrateCameraExtended, checks, OpenCV and ROS files;
+- collect.py: views from a folder or live from a camera; report.py: the report PNG;
+- printing.py: printable boards; extrinsics.py: the camera's pose in the D'Claw base frame.
+Joint offsets arrive with the driver.
+"""

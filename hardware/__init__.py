@@ -1,5 +1,5 @@
 """Hardware backends (installed as `slac_robot.hardware`).
 
-The D'Claw driver on dynamixel-sdk, the Dynamixel bus emulator and the RealSense/OpenCV cameras
-arrive with their own issues; they implement the interfaces in `slac_robot.interfaces`.
+The RealSense and OpenCV cameras are in `cameras/`; the D'Claw driver on dynamixel-sdk and the
+Dynamixel bus emulator arrive with their own issue. All implement `slac_robot.interfaces`.
 """
