@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from slac_robot.calibration.boards import Board
-from slac_robot.calibration.intrinsics import CalibrationFileError, Intrinsics
+from slac_robot.calibration.intrinsics import CalibrationFileError, Intrinsics, open_storage
 from slac_robot.config import ConfigError
 from slac_robot.hardware.cameras.image import CropRegion
 
@@ -143,12 +143,7 @@ def load_sim_camera_pose(path: str | pathlib.Path) -> SimCameraPose:
     missing or incomplete."""
     path = pathlib.Path(path).expanduser()
     redo = "run `slac-robot locate-camera` and point from_extrinsics at its extrinsics.yaml"
-    if not path.is_file():
-        raise CalibrationFileError(f"extrinsics file {path} does not exist; {redo}")
-    try:
-        fs = cv2.FileStorage(str(path), cv2.FILE_STORAGE_READ)
-    except (cv2.error, SystemError):
-        raise CalibrationFileError(f"extrinsics file {path} is not an OpenCV YAML/XML file; {redo}") from None
+    fs = open_storage(path, "extrinsics file", redo)
     try:
         values = {}
         for key in ("sim_camera_pos_m", "sim_camera_lookat_m", "sim_camera_up"):

@@ -89,18 +89,8 @@ def load_intrinsics(path: str | pathlib.Path) -> Intrinsics:
     missing, is not an OpenCV file, lacks a key, or holds values no camera can have."""
     path = pathlib.Path(path).expanduser()
     redo = "run `slac-robot calibrate-camera` and point calibration_file at its intrinsics.yaml"
-    if not path.is_file():
-        raise CalibrationFileError(f"calibration file {path} does not exist; {redo}")
+    fs = open_storage(path, "calibration file", redo)
     try:
-        fs = cv2.FileStorage(str(path), cv2.FILE_STORAGE_READ)
-    except (cv2.error, SystemError) as error:
-        # OpenCV's parser error reaches Python as cv2.error, or as a SystemError wrapping it.
-        cause = error.__cause__ or error
-        reason = (str(cause).strip().splitlines() or [type(cause).__name__])[-1].split("error: ", 1)[-1]
-        raise CalibrationFileError(f"calibration file {path} is not an OpenCV YAML/XML file ({reason}); {redo}") from None
-    try:
-        if not fs.isOpened():
-            raise CalibrationFileError(f"calibration file {path} cannot be opened; {redo}")
         camera_matrix = _matrix(fs, "camera_matrix", path, redo)
         distortion = _matrix(fs, "distortion_coefficients", path, redo).ravel()
         width_px, height_px = (_size(fs, key, path, redo) for key in ("image_width", "image_height"))
@@ -117,6 +107,23 @@ def load_intrinsics(path: str | pathlib.Path) -> Intrinsics:
     if camera_matrix[0, 0] <= 0 or camera_matrix[1, 1] <= 0:
         raise CalibrationFileError(f"{path}: focal lengths fx, fy must be > 0; {redo}")
     return Intrinsics(camera_matrix, distortion, width_px, height_px)
+
+
+def open_storage(path: pathlib.Path, what: str, redo: str) -> cv2.FileStorage:
+    """Opens an OpenCV YAML/XML file for reading; CalibrationFileError (naming `what` and the
+    fix `redo`) when it is missing or OpenCV cannot parse it."""
+    if not path.is_file():
+        raise CalibrationFileError(f"{what} {path} does not exist; {redo}")
+    try:
+        fs = cv2.FileStorage(str(path), cv2.FILE_STORAGE_READ)
+    except (cv2.error, SystemError) as error:
+        # OpenCV's parser error reaches Python as cv2.error, or as a SystemError wrapping it.
+        cause = error.__cause__ or error
+        reason = (str(cause).strip().splitlines() or [type(cause).__name__])[-1].split("error: ", 1)[-1]
+        raise CalibrationFileError(f"{what} {path} is not an OpenCV YAML/XML file ({reason}); {redo}") from None
+    if not fs.isOpened():
+        raise CalibrationFileError(f"{what} {path} cannot be opened; {redo}")
+    return fs
 
 
 def _matrix(fs: cv2.FileStorage, key: str, path: pathlib.Path, redo: str) -> np.ndarray:
