@@ -177,9 +177,10 @@ def locate_camera(cfg: DictConfig) -> int:
     device = OmegaConf.to_container(cfg.camera_device, resolve=True)
     try:
         if cfg.image:
-            rgb = cv2.imread(str(pathlib.Path(str(cfg.image)).expanduser()), cv2.IMREAD_COLOR_RGB)
-            if rgb is None:
+            bgr = cv2.imread(str(pathlib.Path(str(cfg.image)).expanduser()), cv2.IMREAD_COLOR)
+            if bgr is None:
                 raise ConfigError(f"image={cfg.image} is not an image file OpenCV can read")
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         else:
             camera = make_hardware_camera(device, None)
             try:

@@ -189,7 +189,12 @@ class StreamingCamera:
                 self._reconnect()
                 continue
             attempts = 0
-            self._keep(capture)
+            try:
+                self._keep(capture)
+            except Exception as error:  # e.g. a device that changed its image size mid-stream
+                self._failure = f"{self.name}: cannot process its frames: {error}"
+                log.error(self._failure)
+                return
 
     def _reconnect(self) -> None:
         try:
