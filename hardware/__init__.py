@@ -2,6 +2,6 @@
 
 The D'Claw driver on dynamixel-sdk (`dclaw.DClawRobot` over `bus.DynamixelBus`), the one
 Dynamixel control table (`control_table`), typed bus errors (`errors`), `check-hardware`
-(`check`) and the Protocol 2.0 bus emulator (`emulator`). The RealSense/OpenCV cameras arrive
-with their own issue; all implement the interfaces in `slac_robot.interfaces`.
+(`check`), the Protocol 2.0 bus emulator (`emulator`) and the RealSense and OpenCV cameras
+(`cameras`). All implement the interfaces in `slac_robot.interfaces`.
 """

@@ -29,8 +29,10 @@ if TYPE_CHECKING:
 
     from slac_robot.agent.agent import SlacAgent
     from slac_robot.agent.replay import SequenceReplay
+    from slac_robot.calibration.boards import Board
     from slac_robot.calibration.joints import JointCalibration
     from slac_robot.hardware.bus import DynamixelBus
+    from slac_robot.hardware.cameras.image import CropRegion
     from slac_robot.hardware.dclaw import DClawRobot
     from slac_robot.hardware.emulator import BusEmulator
     from slac_robot.hardware.emulator.sim_plant import LockstepClock, SimPlant
@@ -55,6 +57,11 @@ def make_simulation(backend: dict[str, Any]) -> "ValveSimulation":
     from slac_robot.sim.scene import CameraPose, SceneLayout
 
     def pose(c: dict[str, Any]) -> CameraPose:
+        if c.get("from_extrinsics"):
+            from slac_robot.calibration.extrinsics import load_sim_camera_pose
+
+            measured = load_sim_camera_pose(c["from_extrinsics"])
+            return CameraPose(measured.pos_m, measured.lookat_m, measured.fovy_deg, measured.up)
         return CameraPose(tuple(c["pos_m"]), tuple(c["lookat_m"]), c["fovy_deg"])
 
     return ValveSimulation(
@@ -100,7 +107,11 @@ def _sim_pieces(
 
 
 def _sim_parts(
-    backend: dict[str, Any], camera: dict[str, Any], safety: dict[str, Any], with_view: bool
+    backend: dict[str, Any],
+    camera: dict[str, Any],
+    camera_device: dict[str, Any],
+    safety: dict[str, Any],
+    with_view: bool,
 ) -> BackendParts:
     from slac_robot.sim import SimClock
 
@@ -223,7 +234,11 @@ def make_emulated_dclaw(
 
 
 def _emulated_parts(
-    backend: dict[str, Any], camera: dict[str, Any], safety: dict[str, Any], with_view: bool
+    backend: dict[str, Any],
+    camera: dict[str, Any],
+    camera_device: dict[str, Any],
+    safety: dict[str, Any],
+    with_view: bool,
 ) -> BackendParts:
     simulation = make_simulation(backend)
     sim_robot, agent_camera, view_camera = _sim_pieces(simulation, backend, camera, with_view)
@@ -237,27 +252,18 @@ def _emulated_parts(
     return BackendParts(robot, agent_camera, clock, view_camera)
 
 
-def _hardware_camera(backend: dict[str, Any], camera: dict[str, Any]) -> Camera:
-    """The agent camera of backend=dclaw.
-
-    TODO(lead): the camera issue adds make_hardware_camera(device, image) and the
-    configs/camera_device/ group; when both branches are merged this becomes
-        return make_hardware_camera(backend["camera_device"], camera)
-    Until then backend=dclaw stops here, before it opens the bus or powers a motor."""
-    raise ConfigError(
-        "backend=dclaw needs the hardware camera (RealSense/OpenCV), which is not wired into this "
-        "build yet; use backend=emulated to run the driver against the simulated claw"
-    )
-
-
 def _dclaw_parts(
-    backend: dict[str, Any], camera: dict[str, Any], safety: dict[str, Any], with_view: bool
+    backend: dict[str, Any],
+    camera: dict[str, Any],
+    camera_device: dict[str, Any],
+    safety: dict[str, Any],
+    with_view: bool,
 ) -> BackendParts:
     from slac_robot.runtime.clock import WallClock
 
     if with_view:
         raise ConfigError("backend=dclaw has no third-person view camera; set video.view=false")
-    agent_camera = _hardware_camera(backend, camera)
+    agent_camera = make_hardware_camera(camera_device, camera)
     clock = WallClock(backend["control_period_s"])
     try:
         robot = make_dclaw(backend, safety, make_bus(backend, backend["port"]), clock)
@@ -296,11 +302,82 @@ def open_bus(
     return bus, close
 
 
-BACKENDS: dict[str, Callable[[dict[str, Any], dict[str, Any], dict[str, Any], bool], BackendParts]] = {
+# Each backend: (backend, camera, camera_device, safety, with_view) sections -> BackendParts.
+# camera is the agent image (size, oldest frame); camera_device the hardware camera, which only
+# backend=dclaw uses (sim and emulated render the agent camera from the simulation).
+BACKENDS: dict[str, Callable[[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any], bool], BackendParts]] = {
     "sim": _sim_parts,
     "emulated": _emulated_parts,
     "dclaw": _dclaw_parts,
 }
+
+
+def make_hardware_camera(device: dict[str, Any], image: dict[str, Any] | None) -> Camera:
+    """Builds the camera of a `camera_device` config section (realsense or opencv).
+
+    device: the camera_device section (plain dict).
+    image: the top-level `camera` section (width_px, height_px: the agent's image); None hands
+        out the full sensor image as it comes, without region or undistortion (for calibration).
+    Raises ConfigError for bad values, CameraError when the camera cannot be opened."""
+    from slac_robot.calibration.intrinsics import load_intrinsics
+    from slac_robot.hardware.cameras.image import ImageSettings
+
+    kwargs = dict(device)
+    name = kwargs.pop("name")
+    crop, calibration_file = kwargs.pop("crop"), kwargs.pop("calibration_file")
+    settings = ImageSettings()
+    if image is not None:
+        settings = ImageSettings(
+            width_px=require_int("camera.width_px", image["width_px"]),
+            height_px=require_int("camera.height_px", image["height_px"]),
+            crop=make_crop_region(crop),
+            intrinsics=load_intrinsics(calibration_file) if calibration_file else None,
+        )
+    prefix = "camera_device."
+    for key in ("warmup_frames", "max_reconnects"):
+        require_int(prefix + key, kwargs[key], minimum=0)
+    for key in ("fps", "frame_timeout_s", "reconnect_timeout_s", "reconnect_wait_s"):
+        if key in kwargs:
+            require_positive(prefix + key, kwargs[key])
+    if name == "realsense":
+        from slac_robot.hardware.cameras.realsense import RealSenseCamera
+
+        serial = kwargs.pop("serial")
+        # hydra reads an unquoted serial as a number; serials are text
+        return RealSenseCamera(settings, serial=None if serial is None else str(serial), **kwargs)
+    if name == "opencv":
+        from slac_robot.hardware.cameras.opencv_camera import OpenCVCamera
+
+        source = kwargs.pop("source")
+        if isinstance(source, str) and source.isdigit():
+            source = int(source)  # a device index
+        return OpenCVCamera(settings, source=source, **kwargs)
+    raise ConfigError(f"camera_device.name={name!r} is not one of: realsense, opencv")
+
+
+def make_crop_region(crop: dict[str, Any] | None) -> "CropRegion | None":
+    """The `camera_device.crop` region (None stays None: the camera's centred default)."""
+    from slac_robot.hardware.cameras.image import CropRegion
+
+    if crop is None:
+        return None
+    keys = ("x_px", "y_px", "width_px", "height_px")
+    if not isinstance(crop, dict) or set(crop) != set(keys):
+        raise ConfigError(f"camera_device.crop must be null or {{{', '.join(keys)}}}, got {crop!r}")
+    return CropRegion(
+        *(require_int(f"camera_device.crop.{key}", crop[key], minimum=int(key in ("width_px", "height_px"))) for key in keys)
+    )
+
+
+def make_board(board: DictConfig) -> "Board":
+    """Builds a calibration board from the `board` config group (charuco or checkerboard)."""
+    from slac_robot.calibration.boards import Board, BoardSpec
+
+    try:
+        spec = BoardSpec(**_plain(board))
+    except TypeError as error:
+        raise ConfigError(f"board: {error}; the valid keys are those of BoardSpec") from None
+    return Board(spec)
 
 
 def make_task(task: DictConfig) -> ValveTurnTask:
@@ -329,7 +406,7 @@ def make_env(cfg: DictConfig, render: bool = False) -> ValveTurnEnv:
     task = make_task(cfg.task)
     action_filter = make_action_filter(cfg.safety)
     camera = _plain(cfg.camera)
-    parts = BACKENDS[name](_plain(cfg.backend), camera, _plain(cfg.safety), render)
+    parts = BACKENDS[name](_plain(cfg.backend), camera, _plain(cfg.camera_device), _plain(cfg.safety), render)
     try:
         return ValveTurnEnv(
             robot=parts.robot,

@@ -13,7 +13,7 @@ from typing import Callable
 
 from omegaconf import DictConfig, OmegaConf
 
-from slac_robot.config import ConfigError, load_config, require_int, require_positive
+from slac_robot.config import ConfigError, load_config, require_int, require_number, require_positive
 from slac_robot.hardware.errors import DynamixelError
 
 USAGE = """usage: slac-robot COMMAND [key=value ...] [--cfg]
@@ -259,12 +259,159 @@ def calibrate_joints(cfg: DictConfig) -> int:
     return 0
 
 
+def calibrate_camera(cfg: DictConfig) -> int:
+    """Calibrates a camera's intrinsics from a folder of board images or live views; writes
+    intrinsics.yaml, camera_info.yaml, report.png and views.csv. Exit 1 when refused."""
+    from slac_robot.backends import make_board, make_hardware_camera
+    from slac_robot.calibration import camera_calibration as calibration
+    from slac_robot.calibration.collect import display_available, views_from_camera, views_from_folder
+    from slac_robot.calibration.report import write_report
+    from slac_robot.calibration.views import ViewSelector
+    from slac_robot.interfaces import CameraError, StaleFrameError
+
+    board = make_board(cfg.board)
+    selection, capture, checks = cfg.selection, cfg.capture, cfg.checks
+    min_corners = require_int("selection.min_corners", selection.min_corners)
+    min_sharpness = require_number("selection.min_sharpness", selection.min_sharpness)
+    min_motion = require_number("selection.min_motion", selection.min_motion)
+    min_views = require_int("checks.min_views", checks.min_views)
+    max_rms_px = require_positive("checks.max_rms_px", checks.max_rms_px)
+    if cfg.distortion_model not in calibration.MODEL_FLAGS:
+        raise ConfigError(f"distortion_model={cfg.distortion_model!r} is not one of: {', '.join(calibration.MODEL_FLAGS)}")
+
+    def make_selector(image_size_px: tuple[int, int]) -> ViewSelector:
+        return ViewSelector(board, image_size_px, min_corners, min_sharpness, min_motion)
+
+    out_dir = _run_dir(cfg, "calibrate-camera")
+    OmegaConf.save(cfg, out_dir / "config.yaml")
+    try:
+        if cfg.images:
+            print(f"views from {cfg.images}:")
+            selector = views_from_folder(cfg.images, make_selector)
+            camera_name = pathlib.Path(str(cfg.images)).expanduser().resolve().name
+        else:
+            device = OmegaConf.to_container(cfg.camera_device, resolve=True)
+            camera = make_hardware_camera(device, None)
+            try:
+                selector = views_from_camera(
+                    camera,
+                    make_selector,
+                    views=require_int("capture.views", capture.views),
+                    interval_s=require_positive("capture.interval_s", capture.interval_s),
+                    timeout_s=require_positive("capture.timeout_s", capture.timeout_s),
+                    display=display_available(capture.display),
+                    out_dir=out_dir,
+                )
+            finally:
+                camera.close()
+            camera_name = camera.name.replace(" ", "_")
+    except (CameraError, StaleFrameError) as error:
+        print(f"slac-robot calibrate-camera: {error}", file=sys.stderr)
+        return 1
+    print(selector.summary())
+    result = None
+    try:
+        calibration.require_enough_views(selector, min_views)
+        result = calibration.calibrate(selector.views, selector.image_size_px, cfg.distortion_model)
+        print("\n".join(calibration.summary_lines(result)))
+        print(f"corner coverage of the image: {selector.coverage():.0%}")
+        write_report(out_dir / "report.png", result, board.spec.describe())
+        calibration.check_rms(result, max_rms_px)
+    except calibration.CalibrationFailed as failure:
+        print(f"slac-robot calibrate-camera: {failure}", file=sys.stderr)
+        print(f"listing and report in {out_dir}", file=sys.stderr)
+        return 1
+    finally:
+        calibration.write_listing(out_dir / "views.csv", selector, result)
+    date = datetime.datetime.now().isoformat(timespec="seconds")
+    written = calibration.write_results(out_dir, result, board.spec.describe(), date, camera_name)
+    print(f"wrote {', '.join(str(p) for p in written)} and report.png, views.csv")
+    print(f"use it: camera_device.calibration_file={written[0]}")
+    return 0
+
+
+def print_board(cfg: DictConfig) -> int:
+    """Writes the configured calibration board as PNG and/or PDF at its true size."""
+    from slac_robot.backends import make_board
+    from slac_robot.calibration.printing import FORMATS, write_board
+
+    board = make_board(cfg.board)
+    formats = list(cfg.formats)
+    if not formats or any(f not in FORMATS for f in formats):
+        raise ConfigError(f"formats={formats} must name some of: {', '.join(FORMATS)}")
+    dpi = require_int("dpi", cfg.dpi, minimum=72)
+    margin_mm = require_number("margin_mm", cfg.margin_mm)
+    if margin_mm < 0:
+        raise ConfigError(f"margin_mm must be >= 0, got {margin_mm}")
+    written = write_board(board, pathlib.Path(str(cfg.out)).expanduser(), formats, dpi, margin_mm)
+    width_mm, height_mm = board.spec.size_mm
+    print(f"{board.spec.describe()}: {width_mm:g} x {height_mm:g} mm plus {margin_mm:g} mm margins")
+    print(f"wrote {', '.join(str(p) for p in written)}; print at 100% and measure a square (board.square_mm)")
+    return 0
+
+
+def locate_camera(cfg: DictConfig) -> int:
+    """Finds the camera's pose relative to the D'Claw base from one view of a board at a known
+    pose; writes extrinsics.yaml (and the view used) beside the intrinsics file."""
+    import cv2
+
+    from slac_robot.backends import make_board, make_crop_region, make_hardware_camera
+    from slac_robot.calibration import extrinsics
+    from slac_robot.calibration.intrinsics import load_intrinsics
+    from slac_robot.hardware.cameras.image import ImagePipeline, ImageSettings
+    from slac_robot.interfaces import CameraError
+
+    if not cfg.intrinsics:
+        raise ConfigError("intrinsics must be set: the intrinsics.yaml that calibrate-camera wrote for this camera")
+    intrinsics_path = pathlib.Path(str(cfg.intrinsics)).expanduser()
+    intrinsics = load_intrinsics(intrinsics_path)
+    board = make_board(cfg.board)
+    base_T_board = extrinsics.pose_matrix(cfg.board_pose.xyz_m, cfg.board_pose.rpy_deg)
+    device = OmegaConf.to_container(cfg.camera_device, resolve=True)
+    try:
+        if cfg.image:
+            bgr = cv2.imread(str(pathlib.Path(str(cfg.image)).expanduser()), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise ConfigError(f"image={cfg.image} is not an image file OpenCV can read")
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        else:
+            camera = make_hardware_camera(device, None)
+            try:
+                rgb = camera.read(float("inf")).image
+            finally:
+                camera.close()
+        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        location = extrinsics.locate_camera(board, gray, intrinsics, base_T_board, require_positive("max_error_px", cfg.max_error_px))
+    except (CameraError, extrinsics.LocateFailed) as error:
+        print(f"slac-robot locate-camera: {error}", file=sys.stderr)
+        return 1
+    # The agent's region of the image, as the camera cuts it (crop, or the centred default).
+    agent = ImageSettings(
+        require_int("camera.width_px", cfg.camera.width_px),
+        require_int("camera.height_px", cfg.camera.height_px),
+        make_crop_region(device.get("crop")),
+    )
+    region = ImagePipeline(agent, intrinsics.width_px, intrinsics.height_px).crop
+    sim = extrinsics.sim_camera_pose(location.base_T_camera, intrinsics, region)
+    out = intrinsics_path.parent / "extrinsics.yaml"
+    date = datetime.datetime.now().isoformat(timespec="seconds")
+    extrinsics.save_extrinsics(out, location, base_T_board, sim, board.spec.describe(), str(intrinsics_path), date)
+    cv2.imwrite(str(out.with_name("extrinsics_view.png")), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    x, y, z = location.base_T_camera[:3, 3]
+    print(f"camera at ({x:.3f}, {y:.3f}, {z:.3f}) m in the base frame; corners fit within {location.reprojection_error_px:.2f} px")
+    print(f"wrote {out}; place the simulated camera with backend.agent_camera.from_extrinsics={out}")
+    return 0
+
+
 COMMANDS: dict[str, tuple[Callable[[DictConfig], int], str]] = {
     "rollout": (rollout, "run episodes with a random or scripted policy; write metrics and videos"),
     "train": (train, "train SLAC online from pixels; checkpoints, TensorBoard, videos; resume=RUN_DIR"),
     "emulate-bus": (emulate_bus, "run the Dynamixel bus emulator (simulated claw) on a pseudo-terminal"),
     "check-hardware": (check_hardware, "ping every servo and print its model, temperature, errors, position"),
     "calibrate-joints": (calibrate_joints, "record the joint offsets with the claw held at the reference pose"),
+    "calibrate-camera": (calibrate_camera, "camera intrinsics from board views (a folder, or live); YAML + report"),
+    "print-board": (print_board, "write a calibration board to print (PDF/PNG) at its true size in mm"),
+    "locate-camera": (locate_camera, "camera pose relative to the D'Claw base from a board at a known pose"),
 }
 
 

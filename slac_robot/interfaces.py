@@ -44,11 +44,23 @@ class RobotState:
 
 @dataclass(frozen=True)
 class Frame:
-    """One camera image: uint8 HxWx3 RGB, the time it was captured, and its running index."""
+    """One camera image: uint8 HxWx3 RGB, the time it was captured, and its running index.
+
+    stamp_s: when the frame was captured, on the clock that `Camera.read`'s max_age_s is measured
+        on (sim: the simulated time; hardware cameras: the host's time.monotonic() at arrival).
+    depth_m: float32 HxW depth in metres, aligned pixel for pixel with `image`, for cameras that
+        deliver depth; None otherwise.
+    device_stamp_s, device_clock: the capture time on the device's own clock and that clock's
+        name (RealSense: "hardware_clock", "system_time" or "global_time"; a video file:
+        "media_time"). Compare device stamps only within one clock. None when the source has none.
+    """
 
     image: np.ndarray
     stamp_s: float
     index: int
+    depth_m: np.ndarray | None = None
+    device_stamp_s: float | None = None
+    device_clock: str | None = None
 
 
 @runtime_checkable
@@ -107,3 +119,8 @@ class ControlClock(Protocol):
 
 class StaleFrameError(RuntimeError):
     """A camera's newest frame is older than the caller accepts."""
+
+
+class CameraError(RuntimeError):
+    """A camera cannot deliver frames: no device, a wrong serial, a device lost after its
+    reconnects, or a finite source (video file, image folder) that has ended."""

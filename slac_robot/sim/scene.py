@@ -92,11 +92,16 @@ def _expand_includes(element: ET.Element, folder: pathlib.Path, skip: tuple[str,
 
 @dataclass(frozen=True)
 class CameraPose:
-    """A fixed camera looking at a point: position and target in metres (world frame)."""
+    """A fixed camera looking at a point: position and target in metres (world frame).
+
+    up: the direction that appears upward in the image (it is made perpendicular to the line
+    of sight); the world z by default. A camera placed from measured extrinsics passes its own,
+    so that a rolled real camera is rolled in the simulation too."""
 
     pos_m: tuple[float, float, float]
     lookat_m: tuple[float, float, float]
     fovy_deg: float
+    up: tuple[float, float, float] = (0.0, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -116,11 +121,11 @@ class SceneLayout:
     goal_marker_height_m: float
 
 
-def _xyaxes(pos: np.ndarray, lookat: np.ndarray) -> str:
-    """The MJCF `xyaxes` of a camera at `pos` looking at `lookat` with the world z up."""
+def _xyaxes(pos: np.ndarray, lookat: np.ndarray, up: np.ndarray) -> str:
+    """The MJCF `xyaxes` of a camera at `pos` looking at `lookat`, with `up` upward in its image."""
     forward = lookat - pos
     forward /= np.linalg.norm(forward)
-    right = np.cross(forward, [0.0, 0.0, 1.0])
+    right = np.cross(forward, up)
     right /= np.linalg.norm(right)
     up = np.cross(right, forward)
     return " ".join(f"{v:.6f}" for v in (*right, *up))
@@ -133,7 +138,7 @@ def _add_camera(worldbody: ET.Element, name: str, pose: CameraPose) -> None:
         "camera",
         name=name,
         pos=" ".join(f"{v:.6f}" for v in pos),
-        xyaxes=_xyaxes(pos, np.asarray(pose.lookat_m, dtype=float)),
+        xyaxes=_xyaxes(pos, np.asarray(pose.lookat_m, dtype=float), np.asarray(pose.up, dtype=float)),
         fovy=f"{pose.fovy_deg:.3f}",
     )
 
