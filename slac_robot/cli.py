@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from slac_robot.config import ConfigError, load_config, require_int, require_number, require_positive
 from slac_robot.hardware.errors import DynamixelError
+from slac_robot.interfaces import CameraError, StaleFrameError
 
 USAGE = """usage: slac-robot COMMAND [key=value ...] [--cfg]
 
@@ -447,7 +448,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"slac-robot {command}: {error}", file=sys.stderr)
         return 2
-    except DynamixelError as error:
+    except (DynamixelError, CameraError, StaleFrameError) as error:
+        # Hardware that is missing or failed: the message names the device and the fix.
         print(f"slac-robot {command}: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

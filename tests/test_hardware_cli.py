@@ -70,3 +70,25 @@ def test_rollout_runs_through_the_emulated_bus(tmp_path, capsys):
     with open(tmp_path / "episodes.csv", newline="") as f:
         (row,) = list(csv.DictReader(f))
     assert int(row["steps"]) == 4
+
+
+def test_backend_dclaw_without_its_camera_or_bus_says_which_and_exits_1(tmp_path, capsys):
+    # No RealSense here: the default camera_device names the problem before any bus is opened.
+    assert main(["rollout", "backend=dclaw", "video.view=false", f"out_dir={tmp_path}"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "RealSense" in err and "Traceback" not in err
+    # An OpenCV camera on a folder of images works here; then the missing port is the problem.
+    import imageio.v2 as imageio
+    import numpy as np
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):
+        imageio.imwrite(frames / f"{i:03d}.png", np.full((48, 64, 3), 40 * i, np.uint8))
+    missing = tmp_path / "ttyUSB9"
+    rc = main(["rollout", "backend=dclaw", "video.view=false", "camera_device=opencv", f"camera_device.source={frames}",
+               "camera_device.loop=true",
+               f"backend.port={missing}", f"out_dir={tmp_path / 'run'}"])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert str(missing) in err and "Traceback" not in err
