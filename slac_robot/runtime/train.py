@@ -187,7 +187,7 @@ class Trainer:
                 # Update: model pre-training once, then model + SAC after every step.
                 if p.env_steps >= s.initial_collection_steps:
                     if not p.pretrained:
-                        self._pretrain_model()
+                        self._pretrain_model(stop)
                     for _ in range(s.updates_per_step):
                         self._update()
                 if _every(p.env_steps, s.log_every_steps):
@@ -204,10 +204,13 @@ class Trainer:
         self._writer.add_scalar("train/episode_return", episode_return, p.env_steps)
         self._writer.add_scalar("train/success", float(info.get("success", False)), p.env_steps)
 
-    def _pretrain_model(self) -> None:
-        """The paper's model-only pre-training on the initial random data."""
+    def _pretrain_model(self, stop: StopSignal | None) -> None:
+        """The paper's model-only pre-training on the initial random data (a stop request is
+        honoured between two updates; the pre-training then starts over on resume)."""
         for _ in tqdm(range(self.schedule.initial_model_updates), desc="pre-train model", unit="update",
                       disable=not self.show_progress, leave=False):
+            if stop is not None:
+                stop.check()
             self._last_metrics.update(self.agent.update_model(self._sample(self.schedule.model_batch_size)))
         self.progress.pretrained = True
 
