@@ -182,6 +182,19 @@ def test_bf16_autocast_fast_path_stays_close_to_float32():
     assert got["model/loss"] == pytest.approx(expected["model/loss"], rel=0.02)
 
 
+def test_fused_adam_fast_path_equals_the_per_tensor_adam():
+    plain, fused = make_agent(fused_adam=False), make_agent(fused_adam=True)
+    for seed in range(3):
+        sample = make_sample(4, seed=seed)
+        for agent in (plain, fused):
+            torch.manual_seed(seed)
+            agent.update_model(agent.to_batch(sample))
+            agent.update_sac(agent.to_batch(make_sample(8, seed=seed)))
+    for net in ("model", "actor", "critic"):
+        for a, b in zip(getattr(plain, net).parameters(), getattr(fused, net).parameters()):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
 def _loss_args(agent, sample):
     batch = agent.to_batch(sample)
     return batch.images, batch.actions, batch.rewards, batch.valid

@@ -44,6 +44,7 @@ class SlacConfig:
     goal_conditioned: bool = True
     channels_last: bool = True
     autocast_bf16: bool = False
+    fused_adam: bool = True
 
 
 @dataclass
@@ -100,7 +101,7 @@ class SlacAgent:
             net.to(self.device, memory_format=memory_format)
         self.log_alpha = torch.tensor(np.log(cfg.initial_alpha), device=self.device, requires_grad=True)
         self.target_entropy = -float(action_dim)
-        fused = self.device.type == "cuda"  # fused Adam kernels: one launch per step on the GPU
+        fused = cfg.fused_adam  # one fused kernel per parameter group instead of one per tensor
         self.model_optim = torch.optim.Adam(self.model.parameters(), lr=cfg.model_lr, fused=fused)
         self.actor_optim = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, fused=fused)
         self.critic_optim = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr, fused=fused)
