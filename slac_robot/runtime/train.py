@@ -107,6 +107,8 @@ class Trainer:
         self.fps = env.metadata.get("render_fps", 10)
         self._writer = None
         self._last_metrics: dict[str, float] = {}
+        self.last_eval: EvalResult | None = None
+        self._purge_step: int | None = 0
 
     # ----- persistence -----
     def state_dict(self) -> dict[str, Any]:
@@ -121,6 +123,7 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.agent.load_state_dict(state["agent"])
         self.progress = Progress(**state["progress"])
+        self._purge_step = self.progress.env_steps
         self.rng.bit_generator.state = state["numpy_rng"]
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"] and torch.cuda.is_available():
@@ -136,10 +139,7 @@ class Trainer:
     def train(self, stop: StopSignal | None = None) -> None:
         """Runs episodes until schedule.total_env_steps; a requested stop raises Interrupted
         after a checkpoint (the unfinished episode is not kept)."""
-        from torch.utils.tensorboard import SummaryWriter
-
         s = self.schedule
-        self._writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.progress.env_steps)
         bar = tqdm(
             total=s.total_env_steps, initial=self.progress.env_steps, unit="step", desc="train",
             disable=not self.show_progress,
@@ -158,7 +158,7 @@ class Trainer:
             raise
         finally:
             bar.close()
-            self._writer.close()
+            self._close_writer()
 
     def _run_episode(self, bar: tqdm, stop: StopSignal | None) -> None:
         s, p = self.schedule, self.progress
@@ -201,8 +201,8 @@ class Trainer:
             "episode": p.episodes, "env_steps": p.env_steps, "return": episode_return,
             "success": bool(info.get("success", False)),
         })
-        self._writer.add_scalar("train/episode_return", episode_return, p.env_steps)
-        self._writer.add_scalar("train/success", float(info.get("success", False)), p.env_steps)
+        self.writer.add_scalar("train/episode_return", episode_return, p.env_steps)
+        self.writer.add_scalar("train/success", float(info.get("success", False)), p.env_steps)
 
     def _pretrain_model(self, stop: StopSignal | None) -> None:
         """The paper's model-only pre-training on the initial random data (a stop request is
@@ -224,7 +224,24 @@ class Trainer:
 
     def _log_scalars(self) -> None:
         for name, value in self._last_metrics.items():
-            self._writer.add_scalar(name, value, self.progress.env_steps)
+            self.writer.add_scalar(name, value, self.progress.env_steps)
+
+    @property
+    def writer(self):
+        """The TensorBoard writer, opened on first use. The first opening purges events logged
+        after this trainer's starting step: a resumed run drops what the crashed run wrote after
+        its checkpoint, as the uninterrupted run would not have written it."""
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self._purge_step)
+            self._purge_step = None
+        return self._writer
+
+    def _close_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
     # ----- evaluation -----
     def evaluate(self) -> EvalResult:
@@ -256,11 +273,11 @@ class Trainer:
             mean_return=float(np.mean(returns)),
         )
         overall = float(np.mean([x for v in successes.values() for x in v]))
-        self._writer.add_scalar("eval/success_rate", overall, p.env_steps)
-        self._writer.add_scalar("eval/mean_return", result.mean_return, p.env_steps)
+        self.writer.add_scalar("eval/success_rate", overall, p.env_steps)
+        self.writer.add_scalar("eval/mean_return", result.mean_return, p.env_steps)
         for goal in result.success_rate:
-            self._writer.add_scalar(f"eval/success_rate/goal_{goal}", result.success_rate[goal], p.env_steps)
-            self._writer.add_scalar(f"eval/final_error/goal_{goal}", result.final_error[goal], p.env_steps)
+            self.writer.add_scalar(f"eval/success_rate/goal_{goal}", result.success_rate[goal], p.env_steps)
+            self.writer.add_scalar(f"eval/final_error/goal_{goal}", result.final_error[goal], p.env_steps)
         self._write_row("eval.csv", {
             "env_steps": p.env_steps, "episodes": p.episodes, "success_rate": overall,
             "mean_return": result.mean_return,
@@ -268,9 +285,10 @@ class Trainer:
                                  for g in sorted(result.success_rate)),
         })
         self._plot_learning_curve()
+        self.last_eval = result
         if self.replay.num_episodes:
             write_model_media(self.agent, self.replay.sample(1, np.random.default_rng(p.env_steps)),
-                              video_dir / f"model_{p.env_steps:09d}", self._writer, p.env_steps, self.fps)
+                              video_dir / f"model_{p.env_steps:09d}", self.writer, p.env_steps, self.fps)
         return result
 
     def _eval_episode(self, seed: int, video: VideoWriter | None) -> tuple[str, float, float, float]:
