@@ -184,8 +184,9 @@ class Trainer:
                 p.env_steps += 1
                 steps += 1
                 bar.update(1)
-                # Update: model pre-training once, then model + SAC after every step.
-                if p.env_steps >= s.initial_collection_steps:
+                # Update: model pre-training once, then model + SAC after every step (from the
+                # first finished episode on: only finished episodes are in the replay).
+                if p.env_steps >= s.initial_collection_steps and self.replay.num_episodes > 0:
                     if not p.pretrained:
                         self._pretrain_model(stop)
                     for _ in range(s.updates_per_step):
