@@ -87,14 +87,15 @@ def train(cfg: DictConfig) -> int:
     })
     require_int("seed", cfg.seed, minimum=0)
     device = resolve_device(str(cfg.device))
+    # One env for training and evaluation (evaluations run between episodes): a real claw
+    # cannot be opened twice, and every episode is seeded, so sharing changes no result.
     env = make_env(cfg)
-    eval_env = make_env(cfg)
     try:
         torch.manual_seed(cfg.seed)  # the networks' initial weights and the policy's noise
         agent = make_agent(cfg.agent, env, device)
         replay = make_replay(cfg.replay, run_dir / "replay", env, agent.cfg.sequence_length, env.task.episode_steps)
         OmegaConf.save(cfg, run_dir / "config.yaml")
-        trainer = Trainer(env, eval_env, agent, replay, schedule, run_dir, seed=cfg.seed, video_scale=cfg.video.scale)
+        trainer = Trainer(env, env, agent, replay, schedule, run_dir, seed=cfg.seed, video_scale=cfg.video.scale)
         if cfg.resume:
             _restore(trainer, run_dir)
         print(f"slac-robot train: run directory {run_dir} (device {device})")
@@ -109,7 +110,6 @@ def train(cfg: DictConfig) -> int:
         return 1
     finally:
         env.close()
-        eval_env.close()
     p = trainer.progress
     print(f"{p.env_steps} environment steps, {p.episodes} episodes, {agent.model_updates} model and "
           f"{agent.sac_updates} SAC updates; results in {run_dir}")
