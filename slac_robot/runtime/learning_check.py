@@ -16,7 +16,7 @@ import torch
 from slac_robot.agent.agent import SlacAgent, SlacConfig
 from slac_robot.agent.replay import SequenceReplay
 from slac_robot.runtime.train import EvalResult, Schedule, Trainer
-from slac_robot.tasks.point_reach import PointReachEnv
+from slac_robot.tasks.point_reach import PointReachEnv, reference_scores
 
 # A larger dot than the default (8 px, not 5): the latent model must place it before the critic
 # can tell good states from bad, and a larger dot is learnt in fewer model updates.
@@ -57,14 +57,6 @@ def train_point_reach(out_dir: pathlib.Path, seed: int = 0, show_progress: bool 
 def random_policy_scores(episodes: int, seed: int = 0) -> tuple[float, float]:
     """Mean return and success rate of uniform random actions on the evaluation seeds
     0..episodes-1 (the seeds Trainer.evaluate uses)."""
-    env, rng = PointReachEnv(**ENV_KWARGS), np.random.default_rng(seed)
-    returns, successes = [], []
-    for episode in range(episodes):
-        env.reset(seed=episode)
-        total, done, info = 0.0, False, {}
-        while not done:
-            _, reward, terminated, truncated, info = env.step(rng.uniform(-1, 1, 2).astype(np.float32))
-            total, done = total + reward, terminated or truncated
-        returns.append(total)
-        successes.append(info["success"])
-    return float(np.mean(returns)), float(np.mean(successes))
+    rng = np.random.default_rng(seed)
+    random_action = lambda env: rng.uniform(-1, 1, 2).astype(np.float32)  # noqa: E731
+    return reference_scores(PointReachEnv(**ENV_KWARGS), random_action, episodes)
