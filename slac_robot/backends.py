@@ -259,12 +259,12 @@ def _dclaw_parts(
     safety: dict[str, Any],
     with_view: bool,
 ) -> BackendParts:
-    from slac_robot.runtime.clock import WallClock
+    from slac_robot.runtime.clock import RateKeeper
 
     if with_view:
         raise ConfigError("backend=dclaw has no third-person view camera; set video.view=false")
     agent_camera = make_hardware_camera(camera_device, camera)
-    clock = WallClock(backend["control_period_s"])
+    clock = RateKeeper(backend["control_period_s"])
     try:
         robot = make_dclaw(backend, safety, make_bus(backend, backend["port"]), clock)
     except Exception:

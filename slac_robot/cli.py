@@ -153,7 +153,7 @@ def emulate_bus(cfg: DictConfig) -> int:
     import time
 
     from slac_robot.backends import make_simulation, start_bus_emulator
-    from slac_robot.runtime.clock import WallClock
+    from slac_robot.runtime.clock import RateKeeper
     from slac_robot.runtime.stop import Interrupted, StopSignal
     from slac_robot.sim import SimRobot
 
@@ -162,7 +162,7 @@ def emulate_bus(cfg: DictConfig) -> int:
     simulation = make_simulation(backend)
     robot = SimRobot(simulation, backend["torque_constant_nm_per_a"], backend["ambient_temperature_c"])
     emulator, plant = start_bus_emulator(backend, simulation, robot)
-    clock = WallClock(simulation.period_s)
+    clock = RateKeeper(simulation.period_s)
     ids = ", ".join(str(i) for i in emulator.motors)
     print(f"Dynamixel bus emulator on {emulator.device_path} (Protocol 2.0, servos {ids}); Ctrl-C stops it", flush=True)
     started = time.monotonic()

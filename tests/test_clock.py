@@ -1,15 +1,17 @@
-"""The wall clock of backend=dclaw: deadlines one period apart, overruns counted."""
+"""The rate keeper: deadlines one period apart, overruns counted, period errors measured."""
 
 import time
 
 import pytest
 
-from slac_robot.config import ConfigError
-from slac_robot.runtime.clock import WallClock
+from slac_robot.backends import make_simulation
+from slac_robot.config import ConfigError, load_config
+from slac_robot.runtime.clock import RateKeeper
+from slac_robot.sim.physics import SimClock
 
 
 def test_a_late_tick_counts_an_overrun_and_does_not_burst():
-    clock = WallClock(0.01)
+    clock = RateKeeper(0.01)
     clock.tick()
     assert clock.overruns == 0
     time.sleep(0.05)  # five periods late
@@ -19,6 +21,38 @@ def test_a_late_tick_counts_an_overrun_and_does_not_burst():
     assert clock.overruns == 1
 
 
+def test_period_errors_are_recorded_per_tick():
+    clock = RateKeeper(0.005)
+    for _ in range(11):
+        clock.tick()
+    time.sleep(0.02)
+    clock.tick()
+    stats = clock.jitter()
+    assert stats.ticks == 11  # intervals between 12 ticks
+    assert stats.overruns == 1
+    # the late tick came >= 15 ms after its predecessor, 10 ms more than the period
+    assert stats.max_ms >= 10.0
+
+
+def test_restart_forgets_a_pause():
+    clock = RateKeeper(0.005)
+    clock.tick()
+    time.sleep(0.02)
+    clock.restart()
+    clock.tick()
+    assert clock.overruns == 0 and clock.jitter().ticks == 0
+
+
+def test_it_paces_an_inner_clock_and_takes_its_time():
+    simulation = make_simulation(dict(load_config("rollout").backend))
+    inner = SimClock(simulation)
+    clock = RateKeeper(inner.period_s, inner=inner)
+    t0 = clock.now_s()
+    clock.tick()
+    clock.tick()
+    assert clock.now_s() == pytest.approx(t0 + 2 * inner.period_s)  # the physics advanced two periods
+
+
 def test_the_period_must_be_positive():
     with pytest.raises(ConfigError, match="period_s"):
-        WallClock(0.0)
+        RateKeeper(0.0)

@@ -1,22 +1,54 @@
-"""The wall clock of real hardware: one tick waits for the next control period."""
+"""The rate keeper: a control loop at a fixed rate on the wall clock, with its jitter measured."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
-from slac_robot.config import require_positive
+import numpy as np
+
+from slac_robot.config import require_int, require_positive
+from slac_robot.interfaces import ControlClock
 
 
-class WallClock:
-    """ControlClock on the monotonic wall clock: `tick` sleeps until the next deadline.
+@dataclass(frozen=True)
+class JitterStats:
+    """How well the loop kept its rate: |period error| percentiles over the recorded ticks.
 
-    Deadlines are period_s apart from the first tick; a tick that finds its deadline already
-    passed counts an overrun and starts the schedule again from now (no burst of catch-up ticks).
+    The period error of a tick is (time between it and the previous tick) - period_s."""
+
+    ticks: int
+    overruns: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+
+    def __str__(self) -> str:
+        return (f"{self.ticks} ticks: |period error| p50 {self.p50_ms:.3f} ms, p99 {self.p99_ms:.3f} ms, "
+                f"max {self.max_ms:.3f} ms; {self.overruns} overruns")
+
+
+class RateKeeper:
+    """ControlClock that holds a fixed rate on the monotonic wall clock.
+
+    `tick` first lets the inner clock (if any) pass one period, e.g. the simulation's physics,
+    then sleeps until the next deadline. Deadlines are period_s apart; a tick that finds its
+    deadline already passed counts an overrun and restarts the schedule from now (no burst of
+    catch-up ticks, which would move the claw faster than the policy asked).
+
+    period_s: the control period. inner: a backend clock to pace in real time (backend=sim or
+    emulated in a session); None on hardware, where time itself passes. `now_s` is the inner
+    clock's time when there is one (robot and camera stamps are taken on it), else monotonic.
+    history: how many recent period errors are kept for `jitter()`.
     """
 
-    def __init__(self, period_s: float):
+    def __init__(self, period_s: float, inner: ControlClock | None = None, history: int = 100_000):
         self._period_s = require_positive("period_s", period_s)
+        self._inner = inner
         self._deadline_s: float | None = None
+        self._last_wake_s: float | None = None
+        self._errors_s = np.zeros(require_int("history", history), dtype=np.float64)
+        self._recorded = 0
         self.overruns = 0
 
     @property
@@ -24,9 +56,11 @@ class WallClock:
         return self._period_s
 
     def now_s(self) -> float:
-        return time.monotonic()
+        return self._inner.now_s() if self._inner is not None else time.monotonic()
 
     def tick(self) -> None:
+        if self._inner is not None:
+            self._inner.tick()
         now = time.monotonic()
         if self._deadline_s is None:
             self._deadline_s = now
@@ -34,5 +68,24 @@ class WallClock:
         if self._deadline_s < now:
             self.overruns += 1
             self._deadline_s = now
-            return
-        time.sleep(self._deadline_s - now)
+        else:
+            time.sleep(self._deadline_s - now)
+        wake = time.monotonic()
+        if self._last_wake_s is not None:
+            self._errors_s[self._recorded % len(self._errors_s)] = wake - self._last_wake_s - self._period_s
+            self._recorded += 1
+        self._last_wake_s = wake
+
+    def restart(self) -> None:
+        """Forgets the schedule: the next tick starts a new one (after a pause the loop meant to
+        take, e.g. waiting for a person, which must not count as an overrun or as jitter)."""
+        self._deadline_s = None
+        self._last_wake_s = None
+
+    def jitter(self) -> JitterStats:
+        """|period error| statistics over the recorded ticks (the newest `history` of them)."""
+        errors_ms = np.abs(self._errors_s[: min(self._recorded, len(self._errors_s))]) * 1e3
+        if errors_ms.size == 0:
+            return JitterStats(0, self.overruns, 0.0, 0.0, 0.0)
+        p50, p99 = np.percentile(errors_ms, [50, 99])
+        return JitterStats(self._recorded, self.overruns, float(p50), float(p99), float(errors_ms.max()))
