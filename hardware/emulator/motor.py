@@ -9,12 +9,17 @@ from slac_robot.hardware.control_table import (
     REG,
     REGISTERS,
     TABLE_SIZE,
+    WATCHDOG_S_PER_COUNT,
     Model,
     to_signed,
 )
 from slac_robot.hardware.emulator.protocol import ALERT_BIT, ErrorNumber
 
-FIRMWARE_VERSION = 46
+FIRMWARE_VERSION = 46  # the Bus Watchdog exists from firmware 38 on
+# The registers a fired Bus Watchdog makes read-only (writes get a Data Range Error).
+GOAL_REGISTERS = ("goal_pwm", "goal_current", "goal_velocity", "goal_position")
+WATCHDOG_FIRED = -1  # what Bus Watchdog (98) reads after it fired
+WATCHDOG_MAX_COUNTS = 127
 # Factory values that differ from zero (e-manual, X series).
 FACTORY_VALUES = {
     "baud_rate": BAUD_RATES[57600],
@@ -48,6 +53,15 @@ class EmulatedMotor:
     read-only register or for EEPROM while the torque is on, Data Range Error for values a
     register does not take, Data Length Error for writes that split a register. Hardware errors
     are latched in Hardware Error Status until `reboot`.
+
+    Bus Watchdog (98), after the ROBOTIS e-manual's X-series control table, section 2.4.27
+    "Bus Watchdog(98)" (emanual.robotis.com/docs/en/dxl/x/xm430-w210/; the XL430-W250 page has
+    the same section): 0 switches it off, 1..127 arms it in 20 ms units, and it only watches
+    while the torque is on. Once the bus has been quiet for longer than that (any instruction
+    packet counts), the servo stops, the register reads -1, and the Goal registers (PWM, Current,
+    Velocity, Position) refuse writes with a Data Range Error until 0 is written to it. The manual
+    does not say that the torque drops, so it stays on here: the servo holds where it stopped.
+    The bus emulator measures the quiet time (see `watchdog_timeout_s`) and calls `fire_watchdog`.
     """
 
     def __init__(self, motor_id: int, model: Model):
@@ -91,6 +105,25 @@ class EmulatedMotor:
         """The status packet's error byte: the error number plus the Alert bit when latched."""
         return int(error) | (ALERT_BIT if self.hardware_error else 0)
 
+    @property
+    def watchdog_fired(self) -> bool:
+        return self.get("bus_watchdog") == WATCHDOG_FIRED
+
+    @property
+    def watchdog_timeout_s(self) -> float | None:
+        """How long the bus may stay quiet before the watchdog fires; None while it is not watching
+        (switched off, already fired, or torque off)."""
+        counts = self.get("bus_watchdog")
+        return counts * WATCHDOG_S_PER_COUNT if counts > 0 and self.torque_on else None
+
+    def fire_watchdog(self) -> None:
+        """The bus went quiet: the servo stops where it is and refuses new goals.
+
+        The emulator's servos run in position modes, so stopping means holding Present Position:
+        Goal Position is set to it (the plant then holds the joint there)."""
+        self.set("goal_position", self.get("present_position"))
+        self.set("bus_watchdog", WATCHDOG_FIRED)
+
     def latch_hardware_error(self, bits: int) -> None:
         """Sets Hardware Error Status bits; those named in Shutdown drop the torque."""
         self.set("hardware_error_status", self.hardware_error | bits)
@@ -132,6 +165,10 @@ class EmulatedMotor:
         return ErrorNumber.NONE
 
     def _in_range(self, name: str, value: int, data: bytes, address: int) -> bool:
+        if name in GOAL_REGISTERS and self.watchdog_fired:
+            return False  # read-only until the watchdog is cleared
+        if name == "bus_watchdog":
+            return 0 <= value <= WATCHDOG_MAX_COUNTS
         if name == "torque_enable":
             return value in (0, 1) and not (value == 1 and self.hardware_error)
         if name == "operating_mode":

@@ -10,8 +10,14 @@ Wire time is accounted at the configured baud rate for every transaction: bytes 
 plus each replying servo's Return Delay Time. With `sleep_wire_time` the emulator also waits that
 long before replying, like a real bus; otherwise it only counts (tests, lockstep simulation).
 
+The servos' Bus Watchdog runs in the same thread, on the wall clock: a servo whose torque is on
+and whose Bus Watchdog (98) is armed stops, holding where it is, once no instruction packet has
+arrived for that long, and refuses new goals until 0 is written there (the e-manual's rules, see
+`motor.EmulatedMotor`). Since the emulator outlives its client, this is what stops the claw when
+the driver's process is killed.
+
 Faults on request (see the methods under "faults"): a dropped status packet, a bad CRC, a late
-reply, a hardware error bit, overheating, a disconnect.
+reply, a hardware error bit, overheating, a stuck motor, a disconnect.
 """
 
 from __future__ import annotations
@@ -30,6 +36,9 @@ from slac_robot.hardware.emulator.motor import EmulatedMotor
 from slac_robot.hardware.emulator.protocol import ErrorNumber, Instruction, Packet, PacketReader, status_packet
 
 BITS_PER_BYTE = 10  # start bit, 8 data bits, stop bit
+# The longest the serving thread sleeps when no watchdog is due sooner, so that a servo armed
+# from outside the thread (a test setting registers directly) is watched within this delay.
+_WATCHDOG_POLL_S = 0.1
 
 
 class Plant(Protocol):
@@ -42,6 +51,9 @@ class Plant(Protocol):
 
     def apply(self, motors: dict[int, EmulatedMotor]) -> None:
         """Takes goals and torque settings from the tables into the physics."""
+
+    def stick(self, motor_id: int, stuck: bool) -> None:
+        """Jams (or frees) what the motor drives: it stays where it is whatever the goal."""
 
 
 @dataclass
@@ -101,6 +113,8 @@ class BusEmulator:
         self._consumed = 0
         self._consumed_changed = threading.Condition()
         self._faults_lock = threading.Lock()
+        self._stuck: set[int] = set()
+        self._last_instruction_s = time.monotonic()  # when the bus last carried an instruction
         self.device_path = ""
 
     # -- life cycle -----------------------------------------------------------------------
@@ -110,6 +124,7 @@ class BusEmulator:
         tty.setraw(self._slave)  # no echo or line editing before a client configures the port
         self.device_path = os.ttyname(self._slave)
         self._wake_r, self._wake_w = os.pipe()
+        self._last_instruction_s = time.monotonic()
         self._thread = threading.Thread(target=self._serve, name="bus-emulator", daemon=True)
         self._thread.start()
         return self
@@ -182,6 +197,24 @@ class BusEmulator:
             motor.set("present_temperature", temperature_c)
             self._check_temperature(motor)
 
+    def stick(self, motor_id: int, stuck: bool = True) -> None:
+        """Jams one motor's output (a finger caught, a stripped gear): its joint stays at the
+        angle it has now whatever the goal, and Present Position keeps reporting that angle
+        (Present Current shows the stall). stuck=False frees it."""
+        if motor_id not in self.motors:
+            raise KeyError(f"no motor {motor_id} on the emulated bus (it has {list(self.motors)})")
+        with self._plant_lock():
+            if self.plant is not None:
+                self.plant.stick(motor_id, stuck)
+            if stuck:
+                self._stuck.add(motor_id)
+            else:
+                self._stuck.discard(motor_id)
+
+    def watchdog_fired(self, motor_id: int) -> bool:
+        """Whether the motor's Bus Watchdog fired (and has not been cleared by writing 0)."""
+        return self.motors[motor_id].watchdog_fired
+
     def disconnect(self) -> None:
         """The USB cable is pulled: the pseudo-terminal goes away under the client."""
         self.stop()
@@ -192,28 +225,63 @@ class BusEmulator:
 
     def _serve(self) -> None:
         while True:
-            ready, _, _ = select.select([self._master, self._wake_r], [], [])
+            ready, _, _ = select.select([self._master, self._wake_r], [], [], self._watchdog_wait_s())
             if self._wake_r in ready:
                 return
-            try:
-                data = os.read(self._master, 4096)
-            except OSError as error:
-                if error.errno == errno.EIO:  # no client has the slave open right now
-                    time.sleep(0.001)
-                    continue
-                raise
-            for packet in self._reader.feed(data):
-                self._handle(packet)
-            with self._consumed_changed:
-                self._consumed += len(data)
-                self._consumed_changed.notify_all()
+            if ready:
+                self._receive()
+            # Only after reading what has arrived: bytes waiting in the pty are not quiet time.
+            self._check_watchdogs()
+
+    def _receive(self) -> None:
+        try:
+            data = os.read(self._master, 4096)
+        except OSError as error:
+            if error.errno == errno.EIO:  # no client has the slave open right now
+                time.sleep(0.001)
+                return
+            raise
+        for packet in self._reader.feed(data):
+            self._handle(packet)
+        with self._consumed_changed:
+            self._consumed += len(data)
+            self._consumed_changed.notify_all()
+
+    def _watchdog_wait_s(self) -> float:
+        """How long the serving thread may sleep before the next watchdog could fire."""
+        timeouts = [t for motor in self.motors.values() if (t := motor.watchdog_timeout_s) is not None]
+        if not timeouts:
+            return _WATCHDOG_POLL_S
+        due_in_s = self._last_instruction_s + min(timeouts) - time.monotonic()
+        return min(_WATCHDOG_POLL_S, max(0.0, due_in_s))
+
+    def _check_watchdogs(self) -> None:
+        """Fires the watchdog of every watching servo the bus has been quiet too long for."""
+        quiet_s = time.monotonic() - self._last_instruction_s
+
+        def due() -> list[EmulatedMotor]:
+            return [m for m in self.motors.values() if (t := m.watchdog_timeout_s) is not None and quiet_s > t]
+
+        if not due():  # the common case, without waiting for the plant's lock
+            return
+        with self._plant_lock():
+            self._refresh()  # stop where the joint is now
+            for motor in due():
+                motor.fire_watchdog()
+            if self.plant is not None:
+                self.plant.apply(self.motors)
+
+    def _refresh(self) -> None:
+        if self.plant is not None:
+            self.plant.refresh(self.motors)
+        else:
+            self._ideal_refresh()
 
     def _handle(self, packet: Packet) -> None:
+        if packet.crc_ok:  # a packet that arrived garbled does not count as the bus being alive
+            self._last_instruction_s = time.monotonic()
         with self._plant_lock():
-            if self.plant is not None:
-                self.plant.refresh(self.motors)
-            else:
-                self._ideal_refresh()
+            self._refresh()
             replies = self._run(packet)
             if self.plant is not None and packet.instruction in _WRITING:
                 self.plant.apply(self.motors)
@@ -247,8 +315,8 @@ class BusEmulator:
                 pass  # the client went away; nothing to answer
 
     def _ideal_refresh(self) -> None:
-        for motor in self.motors.values():
-            if motor.torque_on:
+        for motor_id, motor in self.motors.items():
+            if motor.torque_on and motor_id not in self._stuck:
                 motor.set("present_position", motor.get("goal_position"))
 
     def _check_temperature(self, motor: EmulatedMotor) -> None:
