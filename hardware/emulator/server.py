@@ -204,6 +204,7 @@ class BusEmulator:
         if motor_id not in self.motors:
             raise KeyError(f"no motor {motor_id} on the emulated bus (it has {list(self.motors)})")
         with self._plant_lock():
+            self._refresh()  # an ideal servo has reached its last goal by now
             if self.plant is not None:
                 self.plant.stick(motor_id, stuck)
             if stuck:

@@ -8,6 +8,8 @@
   guide servo (60): Goal Position -> the goal marker, which is what the guide shows on hardware.
 The mapping between counts and joint angles is the plant's `mounting`: how the horns of the
 emulated claw are mounted, which is what `slac-robot calibrate-joints` measures.
+A stuck motor (`stick`, the emulator's fault) has its joint pinned where it was, at every
+physics step, while its actuator keeps pushing towards the goal.
 
 `LockstepClock` advances the physics one control period per tick, like the sim backend's clock,
 but first waits until the emulator has handled every byte the driver sent: a sync write gets no
@@ -53,6 +55,8 @@ class SimPlant:
         self.guide_id = guide_id
         mounting.require([i for i in (*joint_ids, valve_id, guide_id) if i is not None], "the emulator's mounting")
         self._valve_hold_rad: float | None = None
+        self._stuck_joints: dict[int, float] = {}  # joint index -> the angle it is stuck at (rad)
+        self._stuck_valve_rad: float | None = None
 
     def refresh(self, motors: dict[int, EmulatedMotor]) -> None:
         state = self.robot.read()
@@ -94,25 +98,61 @@ class SimPlant:
                 if valve.torque_on
                 else None
             )
-            self._hold_valve()
+            self._hold_pinned()
         if self.guide_id in motors and motors[self.guide_id].torque_on:
             goal = self.mounting.joint_from_counts([self.guide_id], [motors[self.guide_id].get("goal_position")])[0]
             self.robot.show_goal(float(goal))
 
-    def _hold_valve(self) -> None:
-        """A torqued valve servo is far stiffer than the fingers: it pins the valve at its goal."""
-        if self._valve_hold_rad is None:
-            return
+    def stick(self, motor_id: int, stuck: bool) -> None:
+        """Jams (stuck=True) or frees a joint servo's or the valve servo's output at its angle now."""
         sim = self.simulation
-        sim.data.qpos[sim.valve_qpos_index] = self._valve_hold_rad
-        sim.data.qvel[sim.valve_qvel_index] = 0.0
-        mujoco.mj_forward(sim.model, sim.data)
+        if motor_id in self.joint_ids:
+            k = self.joint_ids.index(motor_id)
+            if stuck:
+                self._stuck_joints[k] = float(sim.data.qpos[sim.claw_qpos_index[k]])
+            else:
+                self._stuck_joints.pop(k, None)
+        elif motor_id == self.valve_id:
+            self._stuck_valve_rad = float(sim.data.qpos[sim.valve_qpos_index]) if stuck else None
+        else:
+            raise ValueError(f"motor {motor_id} drives no joint of the simulated claw; only joints and the valve can stick")
+        self._hold_pinned()
+
+    def _pin(self) -> None:
+        """Puts stuck joints back where they are stuck, and a torqued valve at its goal."""
+        sim = self.simulation
+        for k, angle in self._stuck_joints.items():
+            sim.data.qpos[sim.claw_qpos_index[k]] = angle
+            sim.data.qvel[sim.claw_qvel_index[k]] = 0.0
+        valve_rad = self._stuck_valve_rad if self._stuck_valve_rad is not None else self._valve_hold_rad
+        if valve_rad is not None:
+            sim.data.qpos[sim.valve_qpos_index] = valve_rad
+            sim.data.qvel[sim.valve_qvel_index] = 0.0
+
+    @property
+    def _pinned(self) -> bool:
+        return bool(self._stuck_joints) or self._stuck_valve_rad is not None or self._valve_hold_rad is not None
+
+    def _hold_pinned(self) -> None:
+        """A torqued valve servo is far stiffer than the fingers: it pins the valve at its goal
+        (and a stuck joint or valve stays put); the derived quantities follow the pinned state."""
+        if not self._pinned:
+            return
+        self._pin()
+        mujoco.mj_forward(self.simulation.model, self.simulation.data)
 
     def step_period(self) -> None:
         """Advances the physics by one control period (called under `lock`)."""
-        self._hold_valve()
-        self.simulation.step_period()
-        self._hold_valve()
+        self._hold_pinned()
+        if self._stuck_joints or self._stuck_valve_rad is not None:
+            # A jam holds at every physics step, not only between control periods.
+            sim = self.simulation
+            for _ in range(sim.substeps):
+                self._pin()
+                mujoco.mj_step(sim.model, sim.data)
+        else:
+            self.simulation.step_period()
+        self._hold_pinned()
 
 
 class LockstepClock:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import mujoco
 
 from slac_robot.config import ConfigError
-from slac_robot.interfaces import Frame
+from slac_robot.interfaces import Frame, StaleFrameError
 from slac_robot.sim import scene
 from slac_robot.sim.gl import INSTALL_HINT
 from slac_robot.sim.physics import ValveSimulation
@@ -26,6 +26,9 @@ class SimCamera:
     visual: "light" or "full" (see VISUAL_GROUPS).
     multisamples: anti-aliasing samples; 0 is fastest and is what the agent camera uses.
     shadows: draw shadows (costly on a CPU renderer).
+
+    `freeze` injects a camera fault for tests: the feed stops, as a hardware camera's does when
+    its stream dies, and the last frame goes stale as the simulated time moves on.
     """
 
     def __init__(
@@ -68,15 +71,40 @@ class SimCamera:
             mujoco.mjtRndFlag.mjRND_SKYBOX: False,
         }
         self._index = 0
+        self._frozen = False
+        self._last: Frame | None = None
 
     def read(self, max_age_s: float = float("inf")) -> Frame:
-        """Renders the current state: a simulated frame is always fresh, so max_age_s holds."""
+        """Renders the current state, so the frame is fresh; while frozen, hands out the last
+        frame again and raises StaleFrameError once it is older than max_age_s (simulated time)."""
+        frame = self._last if self._frozen and self._last is not None else self._render()
+        age_s = float(self._sim.data.time) - frame.stamp_s
+        if age_s > max_age_s:
+            raise StaleFrameError(
+                f"sim camera {self._camera!r}: the newest frame is {age_s:.3f} s old, more than "
+                f"{max_age_s:.3f} s (the camera is frozen)"
+            )
+        return frame
+
+    def freeze(self, frozen: bool = True) -> None:
+        """Fault injection: while frozen, no new frame comes (read returns the last one, with its
+        index and stamp); frozen=False lets frames come again."""
+        if frozen and self._last is None:
+            self._render()  # the frame the feed stops on
+        self._frozen = frozen
+
+    @property
+    def frozen(self) -> bool:
+        return self._frozen
+
+    def _render(self) -> Frame:
         self._renderer.update_scene(self._sim.data, camera=self._camera, scene_option=self._option)
         for flag, on in self._flags.items():
             self._renderer.scene.flags[flag] = on
         image = self._renderer.render()
         self._index += 1
-        return Frame(image=image, stamp_s=float(self._sim.data.time), index=self._index)
+        self._last = Frame(image=image, stamp_s=float(self._sim.data.time), index=self._index)
+        return self._last
 
     def close(self) -> None:
         self._renderer.close()
