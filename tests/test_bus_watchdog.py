@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 from slac_robot.backends import make_bus, make_dclaw, make_simulation, start_bus_emulator
 from slac_robot.hardware.control_table import MODEL_BY_NAME, REG
 from slac_robot.hardware.emulator import BusEmulator, EmulatedMotor
-from slac_robot.runtime.clock import WallClock
+from slac_robot.runtime.clock import RateKeeper
 from slac_robot.sim import SimRobot
 from conftest import compose
 from waiting import wait_until
@@ -51,11 +51,12 @@ def ph():
 
 
 def arm(port, ph, motor_id: int, counts: int, goal: int = 2048) -> float:
-    """Torque on, a goal, the watchdog armed; returns when the arming write was answered."""
+    """Torque on, a goal, the watchdog armed; returns a time before the arming write went out."""
     assert ph.write1ByteTxRx(port, motor_id, TORQUE, 1) == (sdk.COMM_SUCCESS, 0)
     assert ph.write4ByteTxRx(port, motor_id, GOAL, goal) == (sdk.COMM_SUCCESS, 0)
+    sent_s = time.monotonic()
     assert ph.write1ByteTxRx(port, motor_id, WATCHDOG, counts) == (sdk.COMM_SUCCESS, 0)
-    return time.monotonic()
+    return sent_s
 
 
 # -- the e-manual's rules -------------------------------------------------------------------------
@@ -63,7 +64,7 @@ def test_a_quiet_bus_fires_the_watchdog_then_goals_are_refused_until_it_is_clear
     armed_s = arm(port, ph, 1, counts=5, goal=1500)  # 5 x 20 ms
     assert not emulator.watchdog_fired(1)
     wait_until(lambda: emulator.watchdog_fired(1), "motor 1's watchdog to fire")
-    assert time.monotonic() - armed_s >= 0.09  # not before the 100 ms of quiet
+    assert time.monotonic() - armed_s >= 0.1  # not before 100 ms of quiet
     assert ph.read1ByteTxRx(port, 1, WATCHDOG) == (0xFF, sdk.COMM_SUCCESS, 0)  # -1
     assert ph.read1ByteTxRx(port, 1, TORQUE) == (1, sdk.COMM_SUCCESS, 0)  # it holds, torque on
     assert ph.write4ByteTxRx(port, 1, GOAL, 2500) == (sdk.COMM_SUCCESS, RANGE)
@@ -119,8 +120,8 @@ def test_the_watchdog_takes_0_to_127_and_a_reboot_clears_it(port, ph, emulator):
 
 
 # -- the hard kill --------------------------------------------------------------------------------
-# The driver in a process of its own: connect (torque on, watchdog 0.5 s), then move every joint
-# back and forth at 50 Hz until killed.
+# The driver in a process of its own: connect (torque on, the watchdog at argv[2] seconds), then
+# move every joint back and forth at 50 Hz until killed.
 DRIVER = textwrap.dedent(
     """
     import math, sys
@@ -128,12 +129,12 @@ DRIVER = textwrap.dedent(
     from omegaconf import OmegaConf
     from slac_robot.backends import make_bus, make_dclaw
     from slac_robot.config import load_config
-    from slac_robot.runtime.clock import WallClock
+    from slac_robot.runtime.clock import RateKeeper
 
-    cfg = load_config("rollout", ["backend=emulated"])
+    cfg = load_config("rollout", ["backend=emulated", f"backend.watchdog_s={sys.argv[2]}"])
     backend = OmegaConf.to_container(cfg.backend, resolve=True)
     safety = OmegaConf.to_container(cfg.safety, resolve=True)
-    clock = WallClock(0.02)
+    clock = RateKeeper(0.02)
     robot = make_dclaw(backend, safety, make_bus(backend, sys.argv[1]), clock)
     tick = 0
     while True:
@@ -156,7 +157,7 @@ class RealTimePhysics:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        clock = WallClock(self._plant.simulation.period_s)
+        clock = RateKeeper(self._plant.simulation.period_s)
         while not self._stop.is_set():
             with self._plant.lock:
                 self._plant.step_period()
@@ -185,8 +186,13 @@ def wait_for_line(process: subprocess.Popen, expected: str, timeout_s: float) ->
         raise AssertionError(f"the driver process did not report {expected!r} (got {line!r}):\n{err[-3000:]}")
 
 
+# Longer than the default 0.5 s, so that a driver starved of CPU on a busy machine does not trip
+# it before the kill.
+WATCHDOG_S = 1.0
+
+
 def test_a_sigkilled_driver_leaves_every_servo_stopped_by_its_watchdog():
-    cfg = compose("backend=emulated")
+    cfg = compose("backend=emulated", f"backend.watchdog_s={WATCHDOG_S}")
     backend = OmegaConf.to_container(cfg.backend, resolve=True)
     safety = OmegaConf.to_container(cfg.safety, resolve=True)
     joints = tuple(backend["joint_ids"])
@@ -198,20 +204,17 @@ def test_a_sigkilled_driver_leaves_every_servo_stopped_by_its_watchdog():
     try:
         with RealTimePhysics(plant):
             driver = subprocess.Popen(
-                [sys.executable, "-c", DRIVER, emulator.device_path],
+                [sys.executable, "-c", DRIVER, emulator.device_path, str(WATCHDOG_S)],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             )
             wait_for_line(driver, "moving", timeout_s=120)  # imports on a busy 2-core machine
             before = registers(emulator, joints, "goal_position")
             wait_until(lambda: np.any(registers(emulator, joints, "goal_position") != before), "the goals to move")
-            assert all(emulator.motors[i].get("bus_watchdog") == 25 for i in watched)  # 0.5 s
+            assert all(emulator.motors[i].get("bus_watchdog") == WATCHDOG_S / 0.02 for i in watched)  # armed
 
             os.kill(driver.pid, signal.SIGKILL)
-            killed_s = time.monotonic()
             assert driver.wait(timeout=5) == -signal.SIGKILL
             wait_until(lambda: all(emulator.watchdog_fired(i) for i in watched), "every watchdog to fire")
-            # The last packet went out at most one 20 ms tick before the kill.
-            assert time.monotonic() - killed_s > 0.5 - 0.1
             assert not emulator.watchdog_fired(backend["valve_id"])
             assert all(emulator.motors[i].torque_on for i in watched)  # stopped and holding
 
@@ -225,7 +228,7 @@ def test_a_sigkilled_driver_leaves_every_servo_stopped_by_its_watchdog():
             assert np.abs(settled - goals).max() <= 40, settled - goals  # ...near where they stopped
 
             # A driver that connects again clears the watchdogs and moves the claw.
-            robot = make_dclaw(backend, safety, make_bus(backend, emulator.device_path), WallClock(0.02))
+            robot = make_dclaw(backend, safety, make_bus(backend, emulator.device_path), RateKeeper(0.02))
             try:
                 assert not any(emulator.watchdog_fired(i) for i in watched)
                 robot.command(np.zeros(9))
