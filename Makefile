@@ -24,6 +24,7 @@ bench: setup
 	$(BIN)/python bench/bus_cycle.py
 	$(BIN)/python bench/replay_sample.py
 	$(BIN)/python bench/agent_speed.py
+	$(BIN)/python bench/control_loop.py
 
 setup: system-deps $(STAMP)
 

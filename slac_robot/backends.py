@@ -20,6 +20,7 @@ from slac_robot.env import ValveTurnEnv
 from slac_robot.config import ConfigError, load_config, require_int, require_positive
 from slac_robot.interfaces import Camera, ControlClock, Robot
 from slac_robot.policies import Policy, RandomPolicy, ScriptedTurnPolicy
+from slac_robot.runtime.clock import RateKeeper
 from slac_robot.safety import ActionFilter
 from slac_robot.tasks import RewardWeights, ValveTurnTask
 
@@ -259,8 +260,6 @@ def _dclaw_parts(
     safety: dict[str, Any],
     with_view: bool,
 ) -> BackendParts:
-    from slac_robot.runtime.clock import RateKeeper
-
     if with_view:
         raise ConfigError("backend=dclaw has no third-person view camera; set video.view=false")
     agent_camera = make_hardware_camera(camera_device, camera)
@@ -396,10 +395,12 @@ def make_action_filter(safety: DictConfig) -> ActionFilter:
     return ActionFilter(safety.joint_lower_rad, safety.joint_upper_rad)
 
 
-def make_env(cfg: DictConfig, render: bool = False) -> ValveTurnEnv:
+def make_env(cfg: DictConfig, render: bool = False, realtime: bool = False) -> ValveTurnEnv:
     """Assembles the environment for cfg.backend, cfg.task, cfg.camera and cfg.safety.
 
-    render: also build the third-person view camera, for `env.render()` and videos."""
+    render: also build the third-person view camera, for `env.render()` and videos.
+    realtime: pace a simulated backend's clock at its control rate on the wall clock (a
+    RateKeeper around it), as a session on the real claw runs; hardware clocks always are."""
     name = cfg.backend.name
     if name not in BACKENDS:
         raise ConfigError(f"backend.name={name!r} is not one of: {', '.join(BACKENDS)}")
@@ -407,6 +408,8 @@ def make_env(cfg: DictConfig, render: bool = False) -> ValveTurnEnv:
     action_filter = make_action_filter(cfg.safety)
     camera = _plain(cfg.camera)
     parts = BACKENDS[name](_plain(cfg.backend), camera, _plain(cfg.camera_device), _plain(cfg.safety), render)
+    if realtime and not isinstance(parts.clock, RateKeeper):
+        parts = parts._replace(clock=RateKeeper(parts.clock.period_s, inner=parts.clock))
     try:
         return ValveTurnEnv(
             robot=parts.robot,

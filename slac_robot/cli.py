@@ -28,7 +28,75 @@ Overrides use hydra's syntax, e.g.  slac-robot rollout task=three_goal episodes=
 
 def rollout(cfg: DictConfig) -> int:
     """Runs cfg.episodes episodes in the configured backend; writes metrics and videos."""
-    from slac_robot.backends import make_env, make_policy
+    from slac_robot.backends import make_policy
+
+    return _run_rollout(cfg, "rollout", lambda env: make_policy(cfg.policy, env))
+
+
+def evaluate(cfg: DictConfig) -> int:
+    """Runs a trained SLAC policy (a run's newest checkpoint, or one file); see configs/eval.yaml."""
+    from slac_robot.agent.checkpoint import CheckpointError, list_checkpoints
+
+    if (cfg.run is None) == (cfg.checkpoint is None):
+        raise ConfigError("pass one of run=RUN_DIR (a `slac-robot train` run) or checkpoint=FILE")
+    if cfg.run is not None:
+        run_dir = pathlib.Path(str(cfg.run))
+        candidates = list_checkpoints(run_dir / "checkpoints")
+        paths = list(reversed(candidates)) + ([run_dir / "policy.pt"] if (run_dir / "policy.pt").is_file() else [])
+        if not paths:
+            print(f"slac-robot eval: no checkpoint or policy.pt in {run_dir}; train first, or pass checkpoint=FILE",
+                  file=sys.stderr)
+            return 1
+    else:
+        paths = [pathlib.Path(str(cfg.checkpoint))]
+        run_dir = paths[0].parent.parent if paths[0].parent.name == "checkpoints" else paths[0].parent
+    saved = run_dir / "config.yaml"
+    if saved.is_file():
+        cfg.agent = OmegaConf.load(saved).agent
+    try:
+        policy_state, path = _readable_policy(paths)
+    except CheckpointError as error:
+        print(f"slac-robot eval: {error}", file=sys.stderr)
+        return 1
+    print(f"slac-robot eval: policy from {path} ({policy_state['sac_updates']} SAC updates)")
+    return _run_rollout(cfg, "eval", lambda env: _slac_policy(cfg, env, policy_state))
+
+
+def _readable_policy(paths: list[pathlib.Path]):
+    """The policy weights of the first readable file in paths (newest first), and its path."""
+    import warnings
+
+    from slac_robot.agent.checkpoint import CheckpointError
+    from slac_robot.runtime.learner import load_policy
+
+    errors = []
+    for path in paths:
+        try:
+            return load_policy(path), path
+        except CheckpointError as error:
+            errors.append(str(error))
+            warnings.warn(f"{error}; trying an older one", stacklevel=2)
+    raise CheckpointError("; ".join(errors))
+
+
+def _slac_policy(cfg: DictConfig, env, policy_state):
+    import torch
+
+    from slac_robot.agent.policy import SlacPolicy
+    from slac_robot.backends import make_agent
+
+    agent = make_agent(cfg.agent, env, torch.device("cpu"))
+    try:
+        agent.load_policy_state_dict(policy_state)
+    except RuntimeError as error:
+        raise ConfigError(f"the policy's weights do not fit agent sizes of {cfg.run or cfg.checkpoint}'s config: "
+                          f"{str(error).splitlines()[0]}") from None
+    return SlacPolicy(agent, env.observation_space["image"].shape, explore=bool(cfg.explore))
+
+
+def _run_rollout(cfg: DictConfig, command: str, make_policy) -> int:
+    """Runs cfg.episodes episodes of make_policy(env) with metrics, videos and a plot (rollout, eval)."""
+    from slac_robot.backends import make_env
     from slac_robot.runtime.rollout import run_episodes
     from slac_robot.runtime.stop import Interrupted, StopSignal
 
@@ -37,8 +105,8 @@ def rollout(cfg: DictConfig) -> int:
     require_int("video.agent_scale", cfg.video.agent_scale)
     env = make_env(cfg, render=bool(cfg.video.view))
     try:
-        policy = make_policy(cfg.policy, env)
-        out_dir = _run_dir(cfg, "rollout")
+        policy = make_policy(env)
+        out_dir = _run_dir(cfg, command)
         OmegaConf.save(cfg, out_dir / "config.yaml")
         with StopSignal() as stop:
             results = run_episodes(
@@ -53,7 +121,8 @@ def rollout(cfg: DictConfig) -> int:
                 stop=stop,
             )
     except Interrupted as interrupt:
-        print(f"slac-robot rollout: {interrupt}; finished episodes are in {out_dir}", file=sys.stderr)
+        env.make_safe(f"stopped by {interrupt.signal_name}")
+        print(f"slac-robot {command}: {interrupt}; robot made safe; finished episodes are in {out_dir}", file=sys.stderr)
         return interrupt.exit_code
     finally:
         env.close()
@@ -69,11 +138,19 @@ def rollout(cfg: DictConfig) -> int:
 
 
 def train(cfg: DictConfig) -> int:
-    """Trains SLAC online in the configured backend and task; see configs/train.yaml."""
+    """Trains SLAC online in the configured backend and task; see configs/train.yaml.
+
+    The actor (this process) owns the robot and runs the episodes; the learner trains in its own
+    process (session.learner=process) or between steps (inline). Safety events go to
+    <run>/safety_events.jsonl; any stop, fault or crash leaves the robot safe."""
     from slac_robot.agent.checkpoint import CheckpointError
+    from slac_robot.agent.replay import EpisodeWriter, recorded_episodes
     from slac_robot.backends import make_agent, make_env, make_replay, resolve_device
+    from slac_robot.runtime.clock import RateKeeper
+    from slac_robot.runtime.learner import LearnerDied, LearnerProcess
     from slac_robot.runtime.stop import Interrupted, StopSignal
-    from slac_robot.runtime.train import Schedule, Trainer
+    from slac_robot.runtime.train import Schedule, SessionHalted, Trainer, TripPolicy
+    from slac_robot.safety import EventLog, ResetFailed
     import torch
 
     if cfg.resume:
@@ -86,34 +163,110 @@ def train(cfg: DictConfig) -> int:
         k: require_int(f"schedule.{k}", v, minimum=1 if k in at_least_one else 0) for k, v in cfg.schedule.items()
     })
     require_int("seed", cfg.seed, minimum=0)
+    session = cfg.session
+    if session.learner not in ("process", "inline"):
+        raise ConfigError(f"session.learner={session.learner!r} is not one of: process, inline")
+    if session.after_trip not in ("reset", "wait_for_person"):
+        raise ConfigError(f"session.after_trip={session.after_trip!r} is not one of: reset, wait_for_person")
+    for key in ("actor_threads", "publish_every_updates", "checkpoint_every_updates", "log_every_updates",
+                "max_trips_in_a_row"):
+        require_int(f"session.{key}", session[key])
+    require_int("session.learner_threads", session.learner_threads, minimum=0)
+    require_int("session.learner_nice", session.learner_nice, minimum=0)
+    for key in ("poll_s", "stop_timeout_s"):
+        require_positive(f"session.{key}", session[key])
+    in_process = session.learner == "process"
     device = resolve_device(str(cfg.device))
     # One env for training and evaluation (evaluations run between episodes): a real claw
     # cannot be opened twice, and every episode is seeded, so sharing changes no result.
-    env = make_env(cfg)
+    env = make_env(cfg, realtime=in_process and bool(session.realtime))
+    rate_keeper = env.clock if isinstance(env.clock, RateKeeper) else None
+    learner = None
+    trainer = None
     try:
+        if rate_keeper is not None and not in_process:
+            raise ConfigError(
+                f"session.learner=inline updates between control steps, which this backend's real-time "
+                f"clock cannot wait for; use session.learner=process"
+            )
+        env.event_log = EventLog(run_dir / "safety_events.jsonl")
         torch.manual_seed(cfg.seed)  # the networks' initial weights and the policy's noise
-        agent = make_agent(cfg.agent, env, device)
-        replay = make_replay(cfg.replay, run_dir / "replay", env, agent.cfg.sequence_length, env.task.episode_steps)
+        if in_process:
+            torch.set_num_threads(session.actor_threads)
+            agent = make_agent(cfg.agent, env, torch.device("cpu"))  # acts only: the learner's weights
+            obs_space = env.observation_space
+            replay = EpisodeWriter(run_dir / "replay", env.action_space.shape[0], obs_space["image"].shape,
+                                   {"goal": obs_space["goal"].shape[0]})
+            learner = LearnerProcess(run_dir, OmegaConf.to_container(cfg, resolve=True), obs_space,
+                                     env.action_space, fps=1.0 / env.clock.period_s)
+        else:
+            agent = make_agent(cfg.agent, env, device)
+            replay = make_replay(cfg.replay, run_dir / "replay", env, agent.cfg.sequence_length, env.task.episode_steps)
         OmegaConf.save(cfg, run_dir / "config.yaml")
-        trainer = Trainer(env, env, agent, replay, schedule, run_dir, seed=cfg.seed, video_scale=cfg.video.scale)
-        if cfg.resume:
+        trainer = Trainer(
+            env, env, agent, replay, schedule, run_dir, seed=cfg.seed, video_scale=cfg.video.scale,
+            learner=learner, rate_keeper=rate_keeper,
+            trip_policy=TripPolicy(session.after_trip, session.max_trips_in_a_row, _ask_person_at_terminal()),
+        )
+        if in_process:
+            trainer.progress.episodes, trainer.progress.env_steps = recorded_episodes(run_dir / "replay")
+        elif cfg.resume:
             _restore(trainer, run_dir)
-        print(f"slac-robot train: run directory {run_dir} (device {device})")
+        where = f"learner process on {device}" if in_process else f"updates inline on {device}"
+        print(f"slac-robot train: run directory {run_dir} ({where}; {trainer.progress.episodes} episodes recorded)")
+        if learner is not None:
+            learner.start()
         with StopSignal() as stop:
             trainer.train(stop)
     except Interrupted as interrupt:
-        print(f"slac-robot train: {interrupt}; checkpoint written, resume with: "
+        env.make_safe(f"stopped by {interrupt.signal_name}")
+        saved = "checkpoint written, " if learner is None else ""
+        print(f"slac-robot train: {interrupt}; robot made safe; {saved}resume with: "
               f"slac-robot train resume={run_dir}", file=sys.stderr)
         return interrupt.exit_code
-    except CheckpointError as error:
+    except (CheckpointError, SessionHalted, LearnerDied, ResetFailed) as error:
+        env.make_safe(f"{type(error).__name__}")
         print(f"slac-robot train: {error}", file=sys.stderr)
         return 1
+    except BaseException as error:
+        env.make_safe(f"exception {type(error).__name__}: {error}")
+        raise
     finally:
         env.close()
+        if rate_keeper is not None:
+            _report_control_loop(rate_keeper, run_dir)
+        if learner is not None:
+            code = learner.stop(float(session.stop_timeout_s))
+            if code not in (0, None):
+                print(f"slac-robot train: the learner ended with exit code {code}; see {run_dir / 'learner.log'}",
+                      file=sys.stderr)
     p = trainer.progress
-    print(f"{p.env_steps} environment steps, {p.episodes} episodes, {agent.model_updates} model and "
-          f"{agent.sac_updates} SAC updates; results in {run_dir}")
+    print(f"{p.env_steps} environment steps, {p.episodes} episodes; results in {run_dir}")
     return 0
+
+
+def _report_control_loop(rate_keeper, run_dir: pathlib.Path) -> None:
+    """Prints the control loop's jitter and writes it to <run>/control_loop.json."""
+    import dataclasses
+    import json
+
+    stats = rate_keeper.jitter()
+    print(f"slac-robot train: control loop at {1.0 / rate_keeper.period_s:g} Hz: {stats}")
+    with open(run_dir / "control_loop.json", "w") as f:
+        json.dump({"rate_hz": 1.0 / rate_keeper.period_s, **dataclasses.asdict(stats)}, f, indent=1)
+
+
+def _ask_person_at_terminal() -> Callable[[str], bool] | None:
+    """Asks at the terminal whether to go on after a fault; None when no one is there (no TTY)."""
+    if not sys.stdin.isatty():
+        return None
+
+    def ask(message: str) -> bool:
+        print(f"\n{message}", file=sys.stderr)
+        answer = input("Make the claw safe to move, then press Enter to go on (q and Enter ends the session): ")
+        return not answer.strip().lower().startswith("q")
+
+    return ask
 
 
 def _resumed_config(run_dir: pathlib.Path, cfg: DictConfig) -> DictConfig:
@@ -406,7 +559,8 @@ def locate_camera(cfg: DictConfig) -> int:
 
 COMMANDS: dict[str, tuple[Callable[[DictConfig], int], str]] = {
     "rollout": (rollout, "run episodes with a random or scripted policy; write metrics and videos"),
-    "train": (train, "train SLAC online from pixels; checkpoints, TensorBoard, videos; resume=RUN_DIR"),
+    "train": (train, "train SLAC online from pixels (actor + learner processes); resume=RUN_DIR"),
+    "eval": (evaluate, "run a trained SLAC policy (run=RUN_DIR or checkpoint=FILE); metrics and videos"),
     "emulate-bus": (emulate_bus, "run the Dynamixel bus emulator (simulated claw) on a pseudo-terminal"),
     "check-hardware": (check_hardware, "ping every servo and print its model, temperature, errors, position"),
     "calibrate-joints": (calibrate_joints, "record the joint offsets with the claw held at the reference pose"),

@@ -17,6 +17,7 @@ from tests.test_cli import script_path, video_frames
 
 EPISODE_STEPS = 10
 TINY = [
+    "session.learner=inline",  # updates between steps: reproducible bit for bit (test_session.py: the processes)
     "device=cpu",
     "agent.width=0.125",
     "agent.hidden=[32,32]",

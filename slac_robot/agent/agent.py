@@ -252,6 +252,25 @@ class SlacAgent:
             "sac_updates": self.sac_updates,
         }
 
+    def policy_state_dict(self) -> dict[str, Any]:
+        """What acting needs, on the CPU: the encoder and the actor (published to the actor process)."""
+        def on_cpu(module: nn.Module) -> dict[str, torch.Tensor]:
+            return {k: v.detach().cpu() for k, v in module.state_dict().items()}
+
+        return {
+            "encoder": on_cpu(self.model.encoder),
+            "actor": on_cpu(self.actor),
+            "model_updates": self.model_updates,
+            "sac_updates": self.sac_updates,
+        }
+
+    def load_policy_state_dict(self, state: dict[str, Any]) -> None:
+        """Takes up published policy weights (see policy_state_dict)."""
+        self.model.encoder.load_state_dict(state["encoder"])
+        self.actor.load_state_dict(state["actor"])
+        self.model_updates = int(state["model_updates"])
+        self.sac_updates = int(state["sac_updates"])
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for name in ("model", "actor", "critic", "critic_target"):
             getattr(self, name).load_state_dict(state[name])

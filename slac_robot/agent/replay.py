@@ -111,6 +111,15 @@ def _list_episode_files(directory: Path) -> list[tuple[int, int, str]]:
     return sorted(found)
 
 
+def recorded_episodes(directory: str | os.PathLike) -> tuple[int, int]:
+    """(episodes, steps) of the finished episode files in a replay folder (0, 0 when it is missing)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return 0, 0
+    files = _list_episode_files(directory)
+    return len(files), sum(steps for _, steps, _ in files)
+
+
 def _fsync_directory(directory: Path) -> None:
     """Makes the directory's entries (a new name) durable."""
     fd = os.open(directory, os.O_RDONLY)

@@ -2,11 +2,17 @@
 
   1. collect `initial_collection_steps` with uniformly random actions;
   2. pre-train the latent model alone for `initial_model_updates` updates;
-  3. then, after every environment step, `updates_per_step` x (one model update, one SAC update);
-  every `eval_every_episodes` episodes evaluate the deterministic policy; every
-  `checkpoint_every_episodes` episodes (and when stopped by a signal) write a checkpoint.
-Episodes always run to their end, so checkpoints fall on episode boundaries and a run resumed from
-one continues exactly as the uninterrupted run would have.
+  3. then model + SAC updates, `updates_per_step` per environment step;
+  every `eval_every_episodes` episodes evaluate the deterministic policy.
+
+The `Trainer` runs the episodes (it is the actor). Where the updates happen:
+  - inline (learner=None): after every step, in this process. Episodes always run to their end,
+    checkpoints (every `checkpoint_every_episodes`, and when stopped by a signal) fall on episode
+    boundaries, and a resumed run continues exactly, bit for bit, as the uninterrupted one.
+  - in the learner process (learner=LearnerProcess, runtime/learner.py): the actor keeps the
+    control rate, records finished episodes to the replay folder, and takes up the published
+    policy between ticks; the learner checkpoints. Each episode is seeded by (seed, its index).
+A trip of the safety layer ends the episode (it is not recorded); `TripPolicy` says what then.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import csv
 import pathlib
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
@@ -30,6 +36,7 @@ from slac_robot.runtime.media import write_model_media
 from slac_robot.runtime.plots import plot_learning_curve
 from slac_robot.runtime.stop import Interrupted, StopSignal
 from slac_robot.runtime.video import VideoWriter
+from slac_robot.safety import NEEDS_PERSON, Fault, SafetyTrip
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,27 @@ class EvalResult:
     mean_return: float = 0.0
 
 
+@dataclass(frozen=True)
+class TripPolicy:
+    """What the session does after the safety layer tripped (configs/train.yaml, session section).
+
+    after_trip: "reset": the next episode's scripted reset goes on by itself; "wait_for_person":
+        ask a person first. Faults in safety.NEEDS_PERSON (a motor error, overheating, a lost port
+        or camera) always ask a person.
+    max_trips_in_a_row: more trips than this without a finished episode between them ask a person.
+    ask_person: shows a message and returns True when the person fixed the claw and wants to go
+        on; None (no one at the terminal): the session halts instead of asking.
+    """
+
+    after_trip: str = "reset"
+    max_trips_in_a_row: int = 3
+    ask_person: Callable[[str], bool] | None = None
+
+
+class SessionHalted(RuntimeError):
+    """The session cannot go on by itself (a fault that needs a person, and none answered)."""
+
+
 def _every(count: int, every: int) -> bool:
     return every > 0 and count % every == 0
 
@@ -94,8 +122,17 @@ class Trainer:
         seed: int,
         video_scale: int = 4,
         show_progress: bool = True,
+        learner=None,
+        trip_policy: TripPolicy | None = None,
+        rate_keeper=None,
     ):
         self.env, self.eval_env, self.agent, self.replay = env, eval_env, agent, replay
+        self.learner = learner
+        self.trip_policy = trip_policy or TripPolicy()
+        self.rate_keeper = rate_keeper
+        self.seed = seed
+        self.trips_in_a_row = 0
+        self.policy_ready = learner is None
         self.schedule = schedule
         self.run_dir = pathlib.Path(run_dir)
         self.video_scale = video_scale
@@ -129,7 +166,11 @@ class Trainer:
         if state["cuda_rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
 
-    def save(self) -> pathlib.Path:
+    def save(self) -> pathlib.Path | None:
+        """Inline: writes a checkpoint. With a learner process it checkpoints itself and the
+        actor's progress is the replay folder, so there is nothing to write."""
+        if self.learner is not None:
+            return None
         path = checkpoint_path(self.run_dir / "checkpoints", self.progress.env_steps)
         save_checkpoint(path, self.state_dict())
         prune_checkpoints(self.run_dir / "checkpoints", self.schedule.keep_checkpoints)
@@ -146,10 +187,15 @@ class Trainer:
         )
         try:
             while self.progress.env_steps < s.total_env_steps:
-                self._run_episode(bar, stop)
-                self.progress.episodes += 1
-                if _every(self.progress.episodes, s.eval_every_episodes):
-                    self.evaluate()
+                try:
+                    self._run_episode(bar, stop)
+                    self.trips_in_a_row = 0
+                    self.progress.episodes += 1
+                    if _every(self.progress.episodes, s.eval_every_episodes):
+                        self.evaluate()
+                except SafetyTrip as trip:
+                    self._after_trip(trip.fault)
+                    continue
                 if _every(self.progress.episodes, s.checkpoint_every_episodes):
                     self.save()
             self.save()
@@ -160,8 +206,39 @@ class Trainer:
             bar.close()
             self._close_writer()
 
+    def _after_trip(self, fault: Fault) -> None:
+        """The episode ended in a trip (the robot is safe, the event logged): go on, ask, or halt."""
+        self.trips_in_a_row += 1
+        policy = self.trip_policy
+        reason = None
+        if fault.kind in NEEDS_PERSON:
+            reason = f"{fault.kind} needs a person"
+        elif policy.after_trip == "wait_for_person":
+            reason = "session.after_trip=wait_for_person"
+        elif self.trips_in_a_row > policy.max_trips_in_a_row:
+            reason = f"{self.trips_in_a_row} trips in a row (session.max_trips_in_a_row={policy.max_trips_in_a_row})"
+        if reason is None:
+            return
+        message = f"safety trip: {fault.message} ({reason})"
+        if policy.ask_person is None or not policy.ask_person(message):
+            raise SessionHalted(message)
+        self.trips_in_a_row = 0
+        if self.rate_keeper is not None:
+            self.rate_keeper.restart()  # the wait was meant; it is neither jitter nor an overrun
+
+    def _take_up_policy(self) -> None:
+        """Between two ticks: newly published weights, if any; a dead learner ends the session."""
+        self.learner.check_alive()
+        state = self.learner.poll_policy()
+        if state is not None:
+            self.agent.load_policy_state_dict(state)
+            self.policy_ready = True
+
     def _run_episode(self, bar: tqdm, stop: StopSignal | None) -> None:
         s, p = self.schedule, self.progress
+        if self.learner is not None:
+            # Seeded by its index: a resumed session does not repeat the first episodes' draws.
+            self.rng = np.random.default_rng((self.seed, p.episodes))
         obs, _ = self.env.reset(seed=int(self.rng.integers(2**31)))
         self.replay.start_episode(obs)
         history = PolicyHistory(self.agent.cfg.sequence_length, self.image_shape, self.action_dim)
@@ -171,8 +248,11 @@ class Trainer:
             while not done:
                 if stop is not None:
                     stop.check()
-                # Act: random while collecting the initial data, then the policy (sampled).
-                if p.env_steps < s.initial_collection_steps:
+                if self.learner is not None:
+                    self._take_up_policy()
+                # Act: random while collecting the initial data (and until the learner published
+                # a policy), then the policy (sampled).
+                if p.env_steps < s.initial_collection_steps or not self.policy_ready:
                     action = self.rng.uniform(-1.0, 1.0, self.action_dim).astype(np.float32)
                 else:
                     action = self.agent.act(history.frames, history.actions, history.goal, explore=True)
@@ -186,7 +266,7 @@ class Trainer:
                 bar.update(1)
                 # Update: model pre-training once, then model + SAC after every step (from the
                 # first finished episode on: only finished episodes are in the replay).
-                if p.env_steps >= s.initial_collection_steps and self.replay.num_episodes > 0:
+                if self.learner is None and p.env_steps >= s.initial_collection_steps and self.replay.num_episodes > 0:
                     if not p.pretrained:
                         self._pretrain_model(stop)
                     for _ in range(s.updates_per_step):
@@ -200,10 +280,14 @@ class Trainer:
             raise
         self._write_row("train_episodes.csv", {
             "episode": p.episodes, "env_steps": p.env_steps, "return": episode_return,
-            "success": bool(info.get("success", False)),
+            "success": bool(info.get("success", False)), "policy_sac_updates": self.agent.sac_updates,
         })
         self.writer.add_scalar("train/episode_return", episode_return, p.env_steps)
         self.writer.add_scalar("train/success", float(info.get("success", False)), p.env_steps)
+        if self.rate_keeper is not None:
+            jitter = self.rate_keeper.jitter()
+            self.writer.add_scalar("actor/period_error_p99_ms", jitter.p99_ms, p.env_steps)
+            self.writer.add_scalar("actor/overruns", jitter.overruns, p.env_steps)
 
     def _pretrain_model(self, stop: StopSignal | None) -> None:
         """The paper's model-only pre-training on the initial random data (a stop request is
@@ -287,7 +371,7 @@ class Trainer:
         })
         self._plot_learning_curve()
         self.last_eval = result
-        if self.replay.num_episodes:
+        if self.learner is None and self.replay.num_episodes:
             write_model_media(self.agent, self.replay.sample(1, np.random.default_rng(p.env_steps)),
                               video_dir / f"model_{p.env_steps:09d}", self.writer, p.env_steps, self.fps)
         return result
