@@ -109,7 +109,7 @@ class ScriptedReset:
         state = self._move(first, state, lambda s: _worst(s.joint_pos_rad[stage_one] - first[stage_one]) < self.tolerance_rad)
         self.robot.hold_valve(valve_rad)
         # At rest as well as within tolerance: an episode starts from a claw standing still.
-        return self._move(pose, state, lambda s: self._settled(s) and self._problem(s, pose, valve_rad) is None)
+        return self._move(pose, self.robot.read(), lambda s: self._settled(s) and self._problem(s, pose, valve_rad) is None)
 
     def _move(self, targets: np.ndarray, state: RobotState, arrived: Callable[[RobotState], bool]) -> RobotState:
         """Ramps towards targets, one limited step per tick, until arrived, at rest short of them,

@@ -430,9 +430,11 @@ def make_env(cfg: DictConfig, render: bool = False) -> ValveTurnEnv:
     if name not in BACKENDS:
         raise ConfigError(f"backend.name={name!r} is not one of: {', '.join(BACKENDS)}")
     task = make_task(cfg.task)
+    camera = _plain(cfg.camera)
+    # Checked here first: safety.health.max_frame_age_s defaults to it, and the error should name its source.
+    require_positive("camera.frame_max_age_s", camera["frame_max_age_s"])
     safety = _plain(cfg.safety)
     monitor = make_health_monitor(safety)  # bad thresholds fail before any device is opened
-    camera = _plain(cfg.camera)
     parts = BACKENDS[name](_plain(cfg.backend), camera, _plain(cfg.camera_device), safety, render)
     try:
         action_filter = make_action_filter(safety, parts.clock.period_s)
