@@ -21,12 +21,16 @@ class EventLog:
     """Appends events to a JSONL file (created with its folder if missing; kept when it exists).
 
     Each line: {"time_utc": ISO 8601, "monotonic_s": time.monotonic(), "kind": ..., **fields}.
+    Reopening a log whose last line was torn by a crash cuts that fragment off first, so that
+    new events start on a line of their own.
     """
 
     def __init__(self, path: str | os.PathLike):
         self.path = pathlib.Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         created = not self.path.exists()
+        if not created:
+            _drop_torn_tail(self.path)
         self._file = open(self.path, "a", encoding="utf-8")
         if created:
             # The new name must survive a crash too, not only the lines written under it.
@@ -87,6 +91,16 @@ def _plain(value: Any) -> Any:
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     raise TypeError(f"cannot write a {type(value).__name__} into the event log")
+
+
+def _drop_torn_tail(path: pathlib.Path) -> None:
+    """Cuts off what follows the last newline (a line torn by a crash; never a whole event)."""
+    with open(path, "r+b") as f:
+        data = f.read()
+        if data and not data.endswith(b"\n"):
+            f.truncate(data.rfind(b"\n") + 1)
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def _fsync_folder(folder: pathlib.Path) -> None:
