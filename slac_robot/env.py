@@ -116,6 +116,7 @@ class ValveTurnEnv(gym.Env):
         self._steps = 0
         self._episodes += 1
         self.monitor.reset()
+        self.action_filter.refused_in_a_row = 0  # refusals in a row count within one episode
         try:
             self.robot.show_goal(self.goal_rad)
             state = self.scripted_reset(self.task.reset_pose_rad, valve_rad)
