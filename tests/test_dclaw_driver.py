@@ -264,8 +264,8 @@ def test_a_scripted_trajectory_matches_the_simulation():
     """The same open-loop gait through the driver and the emulated bus, and straight into MuJoCo.
 
     The emulated path quantises goals and readings to counts (2pi/4096 rad), so the two differ a
-    little: measured over these 40 steps (4 s, valve turned ~4.3 rad), joints within 0.023 rad
-    (a transient as a finger strikes the valve; 0.002 typically) and the valve within 0.013 rad.
+    little: measured over these 40 steps (4 s, valve turned ~2.4 rad), joints within 0.012 rad
+    (a transient as a finger strikes the valve; 0.001 typically) and the valve within 0.014 rad.
     Asserted: joints within 0.05 rad at every step, the valve within 0.05 rad."""
     from slac_robot.policies import ScriptedTurnPolicy
 
