@@ -80,6 +80,7 @@ class DClawRobot:
         self._health_period_s = health_period_s
         self._watchdog_counts = int(round(watchdog_s / WATCHDOG_S_PER_COUNT))
         self._last_health_s = -math.inf
+        self._goal_shown = False  # whether show_goal gave the guide a goal to keep
         self._temperature_c = np.zeros(len(self.joint_ids))
         self._voltage_v = np.zeros(len(self.joint_ids))
         self._error_flags = np.zeros(len(self.joint_ids), dtype=np.uint8)
@@ -193,9 +194,11 @@ class DClawRobot:
         if self.guide_id is not None:
             counts = self.calibration.counts_from_joint([self.guide_id], [goal_rad])[0]
             self.bus.write(self.guide_id, "goal_position", int(np.clip(counts, *POSITION_COUNTS)))
+            self._goal_shown = True
 
     def set_torque(self, enabled: bool) -> None:
-        """Switches the joint (and guide) servos' torque on, each holding where it is, or off.
+        """Switches the joint (and guide) servos' torque on, each holding where it is (the guide:
+        pointing at the goal last shown, which it may not have reached with its torque off), or off.
 
         Off is the safe direction: every motor is written, a motor in hardware error included
         (its Alert bit is not an error here), and the failures are raised together at the end
@@ -203,7 +206,8 @@ class DClawRobot:
         motors = self.joint_ids + ((self.guide_id,) if self.guide_id is not None else ())
         if enabled:
             for motor_id in motors:
-                self._hold_present(motor_id)
+                if not (motor_id == self.guide_id and self._goal_shown):
+                    self._hold_present(motor_id)
                 self.bus.write(motor_id, "torque_enable", 1)
             return
         failures = self._torque_off(motors)

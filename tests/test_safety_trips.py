@@ -223,6 +223,18 @@ def test_a_vanished_port_trips_port_lost_and_logs_what_could_not_be_done(make_lo
         env.close()
 
 
+def test_after_a_stop_the_next_reset_turns_the_guide_to_the_new_goal(make_logged_env):
+    env = make_logged_env("backend=emulated")
+    env.make_safe("a person stepped in")
+    assert emulated_torque_is_off(env)
+    _, info = env.reset(seed=0, options={"goal_rad": 0.7, "valve_rad": 0.0})
+    guide = env.clock.emulator.motors[60]
+    assert guide.torque_on and guide.get("goal_position") == round((0.7 + np.pi) / (2 * np.pi / 4096))
+    simulation = env.clock.plant.simulation
+    w, _, _, z = simulation.data.mocap_quat[simulation.goal_mocap_index]
+    assert 2 * np.arctan2(z, w) == pytest.approx(0.7, abs=2 * np.pi / 4096)
+
+
 def test_the_sim_clock_never_overruns(load_cfg, make_fresh_env):
     env = make_fresh_env(load_cfg())
     assert isinstance(env.clock, SimClock)
