@@ -36,22 +36,18 @@ HEALTH_DTYPE = np.dtype([("voltage", "<u2"), ("temperature", "u1")])
 POSITION_COUNTS = (0, 4095)  # Min/Max Position Limit range in position mode
 
 
-class ResetFailed(RuntimeError):
-    """The claw did not reach the reset pose in time (blocked, or a motor too weak)."""
-
-
 class DClawRobot:
     """The D'Claw (9 joints), its valve servo and optional guide servo, on one Dynamixel bus.
 
     bus: the open bus. calibration: per-motor offset/scale/direction (joints, valve, guide).
-    clock: the control clock; `reset` ticks it while the claw moves.
+    clock: the control clock (time stamps of readings and of the health reads).
     joint_ids: the nine joint servos, FF (top, middle, bottom), MF, TH.
-    valve_id: the valve servo (torque off, turned by the fingers; on only while resetting).
+    valve_id: the valve servo (torque off, turned by the fingers; `hold_valve` torques it while
+        the scripted reset turns the valve).
     guide_id: the servo pointing at the goal, or None.
     joint_lower_rad, joint_upper_rad: written into the servos' position limits on connect.
     health_period_s: how often hardware error status, voltage and temperature are read.
     watchdog_s: Bus Watchdog: a servo stops when the bus is quiet this long (0: off).
-    reset_tolerance_rad, reset_timeout_s: when a reset counts as reached, and how long it may take.
     release: called after `close` released the port (backend=emulated: stops the emulator).
     """
 
@@ -67,8 +63,6 @@ class DClawRobot:
         joint_upper_rad: np.ndarray,
         health_period_s: float,
         watchdog_s: float,
-        reset_tolerance_rad: float,
-        reset_timeout_s: float,
         release: Callable[[], None] | None = None,
     ):
         self.bus = bus
@@ -85,9 +79,8 @@ class DClawRobot:
         self._upper_rad = np.asarray(joint_upper_rad, dtype=float)
         self._health_period_s = health_period_s
         self._watchdog_counts = int(round(watchdog_s / WATCHDOG_S_PER_COUNT))
-        self._reset_tolerance_rad = reset_tolerance_rad
-        self._reset_timeout_s = reset_timeout_s
         self._last_health_s = -math.inf
+        self._goal_shown = False  # whether show_goal gave the guide a goal to keep
         self._temperature_c = np.zeros(len(self.joint_ids))
         self._voltage_v = np.zeros(len(self.joint_ids))
         self._error_flags = np.zeros(len(self.joint_ids), dtype=np.uint8)
@@ -185,43 +178,54 @@ class DClawRobot:
         counts = np.clip(self._counts(joint_targets_rad), *self._limit_counts)
         self.bus.sync_write(REG["goal_position"].address, 4, dict(zip(self.joint_ids, counts.tolist())))
 
-    def reset(self, joint_pos_rad: np.ndarray, valve_pos_rad: float) -> RobotState:
-        """Moves the claw to joint_pos_rad and turns the valve (its servo torqued) to valve_pos_rad.
-
-        Waits, ticking the clock, until every joint and the valve are within the tolerance; then
-        releases the valve. Raises ResetFailed after reset_timeout_s."""
-        state = self.read()
-        # Turn the valve the short way round to the goal angle.
-        valve_goal = state.valve_pos_rad + math.remainder(valve_pos_rad - state.valve_pos_rad, 2 * math.pi)
-        valve_counts = int(self.calibration.counts_from_joint([self.valve_id], [valve_goal])[0])
-        self.bus.write(self.valve_id, "goal_position", valve_counts)
+    def hold_valve(self, valve_rad: float | None) -> None:
+        """Turns the valve servo (extended position mode) to valve_rad the short way round and
+        holds it there with its torque on; None switches its torque off (the valve turns freely)."""
+        if valve_rad is None:
+            self.bus.write(self.valve_id, "torque_enable", 0, check_alert=False)  # the safe direction
+            return
+        present_counts = self.bus.read(self.valve_id, "present_position")
+        present = float(self.calibration.joint_from_counts([self.valve_id], [present_counts])[0])
+        goal = present + math.remainder(valve_rad - present, 2 * math.pi)
+        self.bus.write(self.valve_id, "goal_position", int(self.calibration.counts_from_joint([self.valve_id], [goal])[0]))
         self.bus.write(self.valve_id, "torque_enable", 1)
-        try:
-            for _ in range(max(1, math.ceil(self._reset_timeout_s / self.clock.period_s))):
-                self.command(joint_pos_rad)
-                self.clock.tick()
-                state = self.read()
-                joint_error = np.max(np.abs(state.joint_pos_rad - joint_pos_rad))
-                valve_error = abs(state.valve_pos_rad - valve_goal)
-                if max(joint_error, valve_error) < self._reset_tolerance_rad:
-                    return state
-            raise ResetFailed(
-                f"the claw did not reach the reset pose within {self._reset_timeout_s} s (worst joint off by "
-                f"{joint_error:.3f} rad, valve by {valve_error:.3f} rad); check for a blocked finger"
-            )
-        finally:
-            self.bus.write(self.valve_id, "torque_enable", 0)
 
     def show_goal(self, goal_rad: float) -> None:
         if self.guide_id is not None:
             counts = self.calibration.counts_from_joint([self.guide_id], [goal_rad])[0]
             self.bus.write(self.guide_id, "goal_position", int(np.clip(counts, *POSITION_COUNTS)))
+            self._goal_shown = True
 
     def set_torque(self, enabled: bool) -> None:
-        for motor_id in self.joint_ids + ((self.guide_id,) if self.guide_id is not None else ()):
-            if enabled:
-                self._hold_present(motor_id)
-            self.bus.write(motor_id, "torque_enable", int(enabled))
+        """Switches the joint (and guide) servos' torque on, each holding where it is (the guide:
+        pointing at the goal last shown, which it may not have reached with its torque off), or off.
+
+        Off is the safe direction: every motor is written, a motor in hardware error included
+        (its Alert bit is not an error here), and the failures are raised together at the end
+        as one DynamixelError, so one bad motor cannot leave the others powered."""
+        motors = self.joint_ids + ((self.guide_id,) if self.guide_id is not None else ())
+        if enabled:
+            for motor_id in motors:
+                if not (motor_id == self.guide_id and self._goal_shown):
+                    self._hold_present(motor_id)
+                self.bus.write(motor_id, "torque_enable", 1)
+            return
+        failures = self._torque_off(motors)
+        if failures:
+            raise DynamixelError(f"could not switch the torque off: {'; '.join(failures)}")
+
+    def _torque_off(self, motor_ids: tuple[int, ...]) -> list[str]:
+        """Torque off on each motor that answers; returns what failed (stops at a vanished port)."""
+        failures = []
+        for motor_id in motor_ids:
+            try:
+                self.bus.write(motor_id, "torque_enable", 0, check_alert=False)
+            except PortVanished as error:
+                failures.append(str(error))
+                break
+            except DynamixelError as error:
+                failures.append(f"motor {motor_id}: {error}")
+        return failures
 
     def _hold_present(self, motor_id: int) -> None:
         """Goal := present position, so that enabling the torque does not make the motor jump."""
@@ -238,16 +242,8 @@ class DClawRobot:
         (closing must go on), and a second close does nothing."""
         if not self.bus.is_open:
             return
-        failures = []
         try:
-            for motor_id in self._all_ids:
-                try:
-                    self.bus.write(motor_id, "torque_enable", 0, check_alert=False)
-                except PortVanished as error:
-                    failures.append(str(error))
-                    break
-                except DynamixelError as error:
-                    failures.append(str(error))
+            failures = self._torque_off(self._all_ids)
         finally:
             self.bus.close()
             if self._release is not None:

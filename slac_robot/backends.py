@@ -21,7 +21,7 @@ from slac_robot.config import ConfigError, load_config, require_int, require_pos
 from slac_robot.interfaces import Camera, ControlClock, Robot
 from slac_robot.policies import Policy, RandomPolicy, ScriptedTurnPolicy
 from slac_robot.runtime.clock import RateKeeper
-from slac_robot.safety import ActionFilter
+from slac_robot.safety import ActionFilter, HealthLimits, HealthMonitor, ScriptedReset
 from slac_robot.tasks import RewardWeights, ValveTurnTask
 
 if TYPE_CHECKING:
@@ -196,8 +196,6 @@ def make_dclaw(
             joint_upper_rad=safety["joint_upper_rad"],
             health_period_s=backend["health_period_s"],
             watchdog_s=backend["watchdog_s"],
-            reset_tolerance_rad=backend["reset_tolerance_rad"],
-            reset_timeout_s=backend["reset_timeout_s"],
             release=release,
         )
     except Exception as error:
@@ -291,7 +289,7 @@ def open_bus(
     simulation = make_simulation(backend)
     sim_robot = SimRobot(simulation, backend["torque_constant_nm_per_a"], backend["ambient_temperature_c"])
     if hold_pose_rad is not None:
-        sim_robot.reset(np.asarray(hold_pose_rad, dtype=float), 0.0)
+        sim_robot.place(np.asarray(hold_pose_rad, dtype=float), 0.0)
     emulator, _, bus = _emulator_and_bus(backend, simulation, sim_robot)
 
     def close() -> None:
@@ -390,9 +388,36 @@ def make_task(task: DictConfig) -> ValveTurnTask:
     return ValveTurnTask(reward=weights, **kwargs)
 
 
-def make_action_filter(safety: DictConfig) -> ActionFilter:
-    """Builds the action filter from the `safety` config section."""
-    return ActionFilter(safety.joint_lower_rad, safety.joint_upper_rad)
+def make_action_filter(safety: DictConfig | dict[str, Any], period_s: float) -> ActionFilter:
+    """Builds the action filter from the `safety` config section for a control period of period_s:
+    a target moves at most safety.max_joint_speed_rad_s x period_s from the measured position."""
+    speed = require_positive("safety.max_joint_speed_rad_s", safety["max_joint_speed_rad_s"])
+    return ActionFilter(safety["joint_lower_rad"], safety["joint_upper_rad"], max_step_rad=speed * period_s)
+
+
+def make_health_monitor(safety: DictConfig | dict[str, Any]) -> HealthMonitor:
+    """Builds the health monitor from the `safety` section (thresholds in safety.health)."""
+    health = safety["health"]
+    if isinstance(health, DictConfig):
+        health = _plain(health)
+    return HealthMonitor(HealthLimits.from_config(health), safety["joint_lower_rad"], safety["joint_upper_rad"])
+
+
+def make_scripted_reset(
+    safety: DictConfig | dict[str, Any], robot: Robot, clock: ControlClock, action_filter: ActionFilter
+) -> ScriptedReset:
+    """Builds the scripted reset from the `safety.reset` section (nobody to ask: ask_person None)."""
+    reset = safety["reset"]
+    return ScriptedReset(
+        robot,
+        clock,
+        action_filter,
+        tolerance_rad=reset["tolerance_rad"],
+        valve_tolerance_rad=reset["valve_tolerance_rad"],
+        stage_timeout_s=reset["stage_timeout_s"],
+        settled_speed_rad_s=reset["settled_speed_rad_s"],
+        attempts=reset["attempts"],
+    )
 
 
 def make_env(cfg: DictConfig, render: bool = False, realtime: bool = False) -> ValveTurnEnv:
@@ -400,23 +425,32 @@ def make_env(cfg: DictConfig, render: bool = False, realtime: bool = False) -> V
 
     render: also build the third-person view camera, for `env.render()` and videos.
     realtime: pace a simulated backend's clock at its control rate on the wall clock (a
-    RateKeeper around it), as a session on the real claw runs; hardware clocks always are."""
+    RateKeeper around it), as a session on the real claw runs; hardware clocks always are.
+    The env has no event log yet: the session runtime sets `env.event_log`."""
     name = cfg.backend.name
     if name not in BACKENDS:
         raise ConfigError(f"backend.name={name!r} is not one of: {', '.join(BACKENDS)}")
     task = make_task(cfg.task)
-    action_filter = make_action_filter(cfg.safety)
     camera = _plain(cfg.camera)
-    parts = BACKENDS[name](_plain(cfg.backend), camera, _plain(cfg.camera_device), _plain(cfg.safety), render)
+    # Checked here first: safety.health.max_frame_age_s defaults to it, and the error should name its source.
+    require_positive("camera.frame_max_age_s", camera["frame_max_age_s"])
+    safety = _plain(cfg.safety)
+    monitor = make_health_monitor(safety)  # bad thresholds fail before any device is opened
+    parts = BACKENDS[name](_plain(cfg.backend), camera, _plain(cfg.camera_device), safety, render)
     if realtime and not isinstance(parts.clock, RateKeeper):
         parts = parts._replace(clock=RateKeeper(parts.clock.period_s, inner=parts.clock))
     try:
+        action_filter = make_action_filter(safety, parts.clock.period_s)
         return ValveTurnEnv(
             robot=parts.robot,
             camera=parts.camera,
             clock=parts.clock,
             task=task,
             action_filter=action_filter,
+            monitor=monitor,
+            reset=make_scripted_reset(safety, parts.robot, parts.clock, action_filter),
+            stop_mode=safety["stop_mode"],
+            stop_hold_s=safety["stop_hold_s"],
             image_shape=(camera["height_px"], camera["width_px"], 3),
             frame_max_age_s=camera["frame_max_age_s"],
             view_camera=parts.view_camera,

@@ -13,6 +13,10 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 
+# The joints in the order of every (9,) array here: three fingers, each (top, middle, bottom).
+JOINT_NAMES = tuple(f"{finger} {part}" for finger in ("FF", "MF", "TH") for part in ("top", "middle", "bottom"))
+
+
 @dataclass(frozen=True)
 class RobotState:
     """One reading of the claw and the valve, in joint units, with the time it was taken.
@@ -73,10 +77,12 @@ class Robot(Protocol):
     def command(self, joint_targets_rad: np.ndarray) -> None:
         """Sends position targets (shape (9,), radians); they must already be safe."""
 
-    def reset(self, joint_pos_rad: np.ndarray, valve_pos_rad: float) -> RobotState:
-        """Brings the claw to a joint pose and the valve to an angle; returns the state reached.
+    def hold_valve(self, valve_rad: float | None) -> None:
+        """The valve motor turns the valve to valve_rad (radians, the short way round: the angle
+        reached may differ by whole turns) and holds it there; None releases it to turn freely.
 
-        The simulation places them exactly; hardware moves there (the safety issue's reset)."""
+        Only the scripted reset (slac_robot.safety.reset) turns the valve; during an episode
+        the fingers do."""
 
     def show_goal(self, goal_rad: float) -> None:
         """Makes the goal visible to the camera (sim: the marker; hardware: the guide motor)."""
@@ -104,7 +110,8 @@ class ControlClock(Protocol):
     """Time for the control loop: one tick is one control period.
 
     The simulation's clock advances the physics by one period; a hardware clock waits for the
-    next period on the wall clock. The environment only calls `tick`."""
+    next period on the wall clock. The environment calls `tick` and reads `overruns` (the
+    health monitor trips when the loop keeps missing its deadlines)."""
 
     @property
     def period_s(self) -> float:
@@ -112,6 +119,10 @@ class ControlClock(Protocol):
 
     def now_s(self) -> float:
         """The current time on this backend's clock."""
+
+    # overruns: int, how many ticks so far found their deadline already passed (a cumulative
+    # counter; always 0 on the simulated clocks, whose time never falls behind).
+    overruns: int
 
     def tick(self) -> None:
         """Lets one control period pass."""

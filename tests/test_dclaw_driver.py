@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from slac_robot.backends import make_bus, make_emulated_dclaw, make_simulation
+from slac_robot.backends import make_action_filter, make_bus, make_emulated_dclaw, make_simulation
 from slac_robot.calibration.joints import NOMINAL_FILE, JointCalibration, MotorCalibration
 from slac_robot.config import ConfigError
 from slac_robot.hardware.bus import latency_timer_warning
@@ -26,7 +26,6 @@ from slac_robot.hardware.errors import (
     PortNotFound,
     PortVanished,
 )
-from slac_robot.safety import ActionFilter
 from slac_robot.sim import SimClock, SimRobot
 from conftest import compose
 
@@ -159,13 +158,31 @@ def test_the_calibration_file_undoes_how_the_horns_are_mounted(tmp_path):
         wrong.robot.close()
 
 
-def test_reset_moves_the_claw_and_turns_the_valve_then_frees_it(rig):
-    pose = np.array([0.0, -1.0471976, 1.0471976] * 3)
-    state = rig.robot.reset(pose, valve_pos_rad=1.2)
-    tolerance = 0.0873
-    assert np.max(np.abs(state.joint_pos_rad - pose)) < tolerance
-    assert abs(state.valve_pos_rad - 1.2) < tolerance
-    assert not rig.emulator.motors[50].torque_on
+def test_hold_valve_turns_the_valve_the_short_way_round_holds_it_then_frees_it(rig):
+    sim = rig.simulation
+    valve = rig.emulator.motors[50]
+    start = rig.robot.read().valve_pos_rad
+    rig.robot.hold_valve(start + 2 * math.pi + 1.2)  # the same angle as start + 1.2: no whole turn
+    assert valve.torque_on
+    rig.clock.tick()
+    assert rig.robot.read().valve_pos_rad == pytest.approx(start + 1.2, abs=HALF_COUNT_RAD)
+    # Held: fingers sweeping across it do not turn it.
+    for _ in range(5):
+        rig.robot.command(np.array([0.4, 0.0, 0.0] * 3))
+        rig.clock.tick()
+    assert rig.robot.read().valve_pos_rad == pytest.approx(start + 1.2, abs=HALF_COUNT_RAD)
+    rig.robot.hold_valve(None)
+    assert not valve.torque_on
+    sim.data.qvel[sim.valve_qvel_index] = 3.0  # a push: the valve now turns freely
+    rig.clock.tick()
+    assert abs(rig.robot.read().valve_pos_rad - (start + 1.2)) > 0.05
+
+
+def test_torque_off_reaches_every_motor_even_past_one_in_hardware_error(rig):
+    rig.emulator.hardware_error(11, 0x04)  # overheating; its status packets now carry Alert
+    rig.emulator.motors[11].set("torque_enable", 1)  # a motor whose Shutdown kept the torque on
+    rig.robot.set_torque(False)
+    assert not any(rig.emulator.motors[i].torque_on for i in (*JOINTS, 60))
 
 
 def test_show_goal_turns_the_guide_and_the_marker(rig):
@@ -247,8 +264,8 @@ def test_a_scripted_trajectory_matches_the_simulation():
     """The same open-loop gait through the driver and the emulated bus, and straight into MuJoCo.
 
     The emulated path quantises goals and readings to counts (2pi/4096 rad), so the two differ a
-    little: measured over these 40 steps (4 s, valve turned ~4.3 rad), joints within 0.023 rad
-    (a transient as a finger strikes the valve; 0.002 typically) and the valve within 0.013 rad.
+    little: measured over these 40 steps (4 s, valve turned ~2.4 rad), joints within 0.012 rad
+    (a transient as a finger strikes the valve; 0.001 typically) and the valve within 0.014 rad.
     Asserted: joints within 0.05 rad at every step, the valve within 0.05 rad."""
     from slac_robot.policies import ScriptedTurnPolicy
 
@@ -258,7 +275,7 @@ def test_a_scripted_trajectory_matches_the_simulation():
     sim_clock = SimClock(simulation)
     sim_robot.set_torque(True)
     rig = build_rig()
-    action_filter = ActionFilter(safety["joint_lower_rad"], safety["joint_upper_rad"])
+    action_filter = make_action_filter(safety, simulation.period_s)
     policy_cfg = OmegaConf.to_container(compose().policy)
     policy_cfg.pop("name")
     policy = ScriptedTurnPolicy(action_filter, hold_within_rad=0.0, **policy_cfg)

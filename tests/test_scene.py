@@ -140,7 +140,7 @@ def test_commanded_joint_targets_are_reached(robot, sim, reset_pose, safety_limi
     offsets = np.array([0.1, 0.15, -0.1, -0.1, 0.1, 0.1, 0.05, 0.2, -0.15])
     target = reset_pose + offsets
     assert np.all(target >= lower) and np.all(target <= upper)
-    start = robot.reset(reset_pose, 0.0)
+    start = robot.place(reset_pose, 0.0)
     assert np.max(np.abs(start.joint_pos_rad - target)) >= 0.1  # the test asks for motion
     robot.command(target)
     clock = SimClock(sim)
@@ -151,8 +151,8 @@ def test_commanded_joint_targets_are_reached(robot, sim, reset_pose, safety_limi
     assert np.all(np.abs(reached.joint_vel_rad_s) < 0.5)  # settled, not swinging through
 
 
-def test_reset_places_claw_and_valve_exactly(robot, reset_pose):
-    state = robot.reset(reset_pose, 0.7)
+def test_place_puts_claw_and_valve_exactly_at_rest(robot, reset_pose):
+    state = robot.place(reset_pose, 0.7)
     np.testing.assert_array_equal(state.joint_pos_rad, reset_pose)
     assert state.valve_pos_rad == 0.7
     assert np.all(state.joint_vel_rad_s == 0.0)
@@ -171,14 +171,14 @@ def _angle_gap(a: float, b: float) -> float:
 @pytest.mark.parametrize("angle", [-3.0, -math.pi / 2, -0.4, 0.0, 0.7, math.pi / 2, 2.5, 3.1])
 def test_goal_and_valve_markers_point_the_same_way_at_the_goal(robot, sim, reset_pose, angle):
     robot.show_goal(angle)
-    robot.reset(reset_pose, angle)
+    robot.place(reset_pose, angle)
     assert _angle_gap(_direction_from_valve_axis(sim, "goal_marker"), angle) < 0.01
     assert _angle_gap(_direction_from_valve_axis(sim, "valve_marker"), angle) < 0.01
 
 
 def test_markers_follow_goal_and_valve_independently(robot, sim, reset_pose):
     robot.show_goal(1.2)
-    robot.reset(reset_pose, -0.9)
+    robot.place(reset_pose, -0.9)
     assert _angle_gap(_direction_from_valve_axis(sim, "goal_marker"), 1.2) < 0.01
     assert _angle_gap(_direction_from_valve_axis(sim, "valve_marker"), -0.9) < 0.01
     # The goal marker sits at the configured radius from the valve axis and height.

@@ -161,6 +161,8 @@ class LockstepClock:
     bytes_sent: how many bytes the driver has written to the bus so far.
     `plant` and `emulator` stay reachable here, e.g. for tests that inject faults."""
 
+    overruns: int = 0  # simulated time never falls behind
+
     def __init__(self, plant: SimPlant, emulator: BusEmulator, bytes_sent: Callable[[], int]):
         self.plant = plant
         self.emulator = emulator

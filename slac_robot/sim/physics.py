@@ -40,6 +40,7 @@ class ValveSimulation:
         self.valve_qpos_index = int(self.model.jnt_qposadr[valve])
         self.valve_qvel_index = int(self.model.jnt_dofadr[valve])
         self.goal_mocap_index = int(self.model.body_mocapid[self.model.body(scene.GOAL_BODY).id])
+        self.valve_hold_rad: float | None = None
         mujoco.mj_forward(self.model, self.data)
 
     @property
@@ -48,12 +49,32 @@ class ValveSimulation:
         return self.model.opt.timestep * self.substeps
 
     def step_period(self) -> None:
-        """Advances the physics by one control period."""
+        """Advances the physics by one control period (the valve pinned while it is held)."""
+        self._pin_valve()
         mujoco.mj_step(self.model, self.data, nstep=self.substeps)
+        self._pin_valve()
+
+    def hold_valve(self, valve_rad: float | None) -> None:
+        """The valve motor: holds the valve at valve_rad from now on (None: it turns freely)."""
+        self.valve_hold_rad = valve_rad
+        self._pin_valve()
+
+    def _pin_valve(self) -> None:
+        # A torqued valve servo is far stiffer than the fingers (kp 2): it pins the valve, at
+        # the boundaries of each control period, as the bus emulator's valve servo does.
+        if self.valve_hold_rad is None:
+            return
+        self.data.qpos[self.valve_qpos_index] = self.valve_hold_rad
+        self.data.qvel[self.valve_qvel_index] = 0.0
+        mujoco.mj_forward(self.model, self.data)
 
 
 class SimClock:
-    """The ControlClock of the simulation: a tick advances the physics by one control period."""
+    """The ControlClock of the simulation: a tick advances the physics by one control period.
+
+    Simulated time never falls behind, so `overruns` stays 0."""
+
+    overruns: int = 0
 
     def __init__(self, simulation: ValveSimulation):
         self._sim = simulation

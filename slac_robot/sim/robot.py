@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import mujoco
 import numpy as np
 
@@ -53,7 +55,18 @@ class SimRobot:
     def command(self, joint_targets_rad: np.ndarray) -> None:
         self._sim.data.ctrl[self._sim.claw_actuator_index] = joint_targets_rad
 
-    def reset(self, joint_pos_rad: np.ndarray, valve_pos_rad: float) -> RobotState:
+    def hold_valve(self, valve_rad: float | None) -> None:
+        """The valve motor turns the valve to valve_rad (the short way round) and holds it there;
+        None releases it."""
+        if valve_rad is None:
+            self._sim.hold_valve(None)
+            return
+        present = float(self._sim.data.qpos[self._sim.valve_qpos_index])
+        self._sim.hold_valve(present + math.remainder(valve_rad - present, 2.0 * math.pi))
+
+    def place(self, joint_pos_rad: np.ndarray, valve_pos_rad: float) -> RobotState:
+        """Puts claw and valve at rest at a pose, at once (not a Robot method: the simulation's
+        hand of god, for tests and for the emulator's claw that a person holds in place)."""
         sim = self._sim
         data = sim.data
         data.qpos[sim.claw_qpos_index] = joint_pos_rad
@@ -78,3 +91,4 @@ class SimRobot:
 
     def close(self) -> None:
         self.set_torque(False)
+        self.hold_valve(None)
