@@ -37,8 +37,8 @@ class ScriptedReset:
     tolerance_rad: every joint must end within this of the pose (ROBEL: 5 deg).
     valve_tolerance_rad: the valve must end within this of its angle (modulo whole turns).
     stage_timeout_s: how long each of the two stages may take.
-    settled_speed_rad_s: a stage also ends once every joint is slower than this (the claw came
-        to rest short of the pose: blocked; waiting longer would not help).
+    settled_speed_rad_s, stall_s: a stage also ends once every joint was slower than this for
+        stall_s (the claw came to rest short of the pose: blocked; waiting longer would not help).
     attempts: how many times the whole reset is tried before a person is asked.
     ask_person: called with a message saying what is wrong; returns True once a person fixed it
         (the reset then tries `attempts` times again), False or None to give up. None: nobody
@@ -54,6 +54,7 @@ class ScriptedReset:
         valve_tolerance_rad: float,
         stage_timeout_s: float,
         settled_speed_rad_s: float,
+        stall_s: float,
         attempts: int,
         ask_person: Callable[[str], bool | None] | None = None,
     ):
@@ -64,6 +65,7 @@ class ScriptedReset:
         self.valve_tolerance_rad = require_positive("safety.reset.valve_tolerance_rad", valve_tolerance_rad)
         self.stage_timeout_s = require_positive("safety.reset.stage_timeout_s", stage_timeout_s)
         self.settled_speed_rad_s = require_positive("safety.reset.settled_speed_rad_s", settled_speed_rad_s)
+        self._stall_ticks = ticks_in(require_positive("safety.reset.stall_s", stall_s), clock.period_s)
         self.attempts = require_int("safety.reset.attempts", attempts)
         self.ask_person = ask_person
         self._stage_ticks = ticks_in(self.stage_timeout_s, clock.period_s)
@@ -114,13 +116,15 @@ class ScriptedReset:
     def _move(self, targets: np.ndarray, state: RobotState, arrived: Callable[[RobotState], bool]) -> RobotState:
         """Ramps towards targets, one limited step per tick, until arrived, at rest short of them,
         or the stage's time is up."""
+        at_rest = 0
         for _ in range(self._stage_ticks):
             if arrived(state):
                 break
             self.robot.command(self.action_filter.limit_step(targets, state.joint_pos_rad))
             self.clock.tick()
             state = self.robot.read()
-            if self._settled(state) and not arrived(state):
+            at_rest = at_rest + 1 if self._settled(state) else 0
+            if at_rest >= self._stall_ticks and not arrived(state):
                 break
         return state
 

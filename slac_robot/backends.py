@@ -416,6 +416,7 @@ def make_scripted_reset(
         valve_tolerance_rad=reset["valve_tolerance_rad"],
         stage_timeout_s=reset["stage_timeout_s"],
         settled_speed_rad_s=reset["settled_speed_rad_s"],
+        stall_s=reset["stall_s"],
         attempts=reset["attempts"],
     )
 

@@ -203,8 +203,10 @@ class Learner:
         path = checkpoint_path(self.run_dir / "checkpoints", self.replay.total_steps)
         save_checkpoint(path, self.state_dict())
         prune_checkpoints(self.run_dir / "checkpoints", self.schedule.keep_checkpoints)
+        videos = self.run_dir / "videos"
+        videos.mkdir(exist_ok=True)
         write_model_media(self.agent, self.replay.sample(1, np.random.default_rng(self.replay.total_steps)),
-                          self.run_dir / "videos" / f"model_{self.replay.total_steps:09d}", self.writer,
+                          videos / f"model_{self.replay.total_steps:09d}", self.writer,
                           self.replay.total_steps, self.fps)
         return path
 
