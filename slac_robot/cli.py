@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from slac_robot.config import ConfigError, load_config, require_int, require_number, require_positive
 from slac_robot.hardware.errors import DynamixelError
 from slac_robot.interfaces import CameraError, StaleFrameError
+from slac_robot.safety import ResetFailed, SafetyTrip
 
 USAGE = """usage: slac-robot COMMAND [key=value ...] [--cfg]
 
@@ -602,8 +603,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"slac-robot {command}: {error}", file=sys.stderr)
         return 2
-    except (DynamixelError, CameraError, StaleFrameError) as error:
-        # Hardware that is missing or failed: the message names the device and the fix.
+    except (DynamixelError, CameraError, StaleFrameError, SafetyTrip, ResetFailed) as error:
+        # Hardware that is missing or failed, or a safety trip (the robot was made safe first):
+        # the message names the device or the fault, and the fix.
         print(f"slac-robot {command}: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -289,3 +289,12 @@ def test_help_and_missing_command(capsys):
     assert "rollout" in capsys.readouterr().out
     assert main([]) == 2
     assert "usage" in capsys.readouterr().out
+
+
+def test_a_safety_trip_ends_the_rollout_with_one_line_and_the_claw_safe(tmp_path, capsys):
+    # A current limit no moving claw stays under: the monitor trips on the first step.
+    assert main(["rollout", f"out_dir={tmp_path}", "episodes=1", "video.view=false", "video.agent=false",
+                 "safety.health.max_current_a=0.0001"]) == 1
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("rollout:")]
+    assert len(err) == 1 and "safety trip (overcurrent)" in err[0]  # one line besides the progress bar
+    assert "slac-robot rollout:" in err[0]
