@@ -291,7 +291,7 @@ def test_help_and_missing_command(capsys):
     assert "usage" in capsys.readouterr().out
 
 
-def test_a_safety_trip_ends_the_rollout_with_one_line_and_the_claw_safe(tmp_path, capsys):
+def test_a_safety_trip_ends_the_rollout_with_one_line_and_exit_1(tmp_path, capsys):
     # A current limit no moving claw stays under: the monitor trips on the first step.
     assert main(["rollout", f"out_dir={tmp_path}", "episodes=1", "video.view=false", "video.agent=false",
                  "safety.health.max_current_a=0.0001"]) == 1
