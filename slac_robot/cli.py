@@ -191,6 +191,8 @@ def train(cfg: DictConfig) -> int:
                 f"clock cannot wait for; use session.learner=process"
             )
         env.event_log = EventLog(run_dir / "safety_events.jsonl")
+        ask_person = _ask_person_at_terminal()
+        env.scripted_reset.ask_person = ask_person  # a reset that failed its attempts asks, too
         torch.manual_seed(cfg.seed)  # the networks' initial weights and the policy's noise
         if in_process:
             torch.set_num_threads(session.actor_threads)
@@ -207,7 +209,7 @@ def train(cfg: DictConfig) -> int:
         trainer = Trainer(
             env, env, agent, replay, schedule, run_dir, seed=cfg.seed, video_scale=cfg.video.scale,
             learner=learner, rate_keeper=rate_keeper,
-            trip_policy=TripPolicy(session.after_trip, session.max_trips_in_a_row, _ask_person_at_terminal()),
+            trip_policy=TripPolicy(session.after_trip, session.max_trips_in_a_row, ask_person),
         )
         if in_process:
             trainer.progress.episodes, trainer.progress.env_steps = recorded_episodes(run_dir / "replay")
