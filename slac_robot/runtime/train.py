@@ -8,7 +8,8 @@
 The `Trainer` runs the episodes (it is the actor). Where the updates happen:
   - inline (learner=None): after every step, in this process. Episodes always run to their end,
     checkpoints (every `checkpoint_every_episodes`, and when stopped by a signal) fall on episode
-    boundaries, and a resumed run continues exactly, bit for bit, as the uninterrupted one.
+    boundaries; a resumed run draws the same episodes as the uninterrupted one (the claw restarts
+    from a fresh physical reset, so its weights then differ in their low bits).
   - in the learner process (learner=LearnerProcess, runtime/learner.py): the actor keeps the
     control rate, records finished episodes to the replay folder, and takes up the published
     policy between ticks; the learner checkpoints. Each episode is seeded by (seed, its index).
