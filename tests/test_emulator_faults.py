@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from slac_robot.backends import make_emulated_dclaw, make_simulation
+from slac_robot.backends import make_action_filter, make_emulated_dclaw, make_scripted_reset, make_simulation
 from slac_robot.hardware.control_table import MODEL_BY_NAME, RAD_PER_COUNT, REG
-from slac_robot.hardware.dclaw import ResetFailed
 from slac_robot.hardware.emulator import BusEmulator, EmulatedMotor
 from slac_robot.interfaces import StaleFrameError
+from slac_robot.safety import ResetFailed
 from slac_robot.sim import SimClock, SimRobot
 from slac_robot.sim.camera import SimCamera
 from conftest import compose
@@ -30,12 +30,14 @@ def build_rig(*overrides: str):
     simulation = make_simulation(backend)
     sim_robot = SimRobot(simulation, backend["torque_constant_nm_per_a"], backend["ambient_temperature_c"])
     robot, clock = make_emulated_dclaw(backend, safety, simulation, sim_robot)
-    return types.SimpleNamespace(simulation=simulation, emulator=clock.emulator, clock=clock, robot=robot)
+    reset = make_scripted_reset(safety, robot, clock, make_action_filter(safety, clock.period_s))
+    return types.SimpleNamespace(simulation=simulation, emulator=clock.emulator, clock=clock, robot=robot,
+                                 reset=reset)
 
 
 @pytest.fixture
 def rig():
-    built = build_rig("backend.reset_timeout_s=1.0")
+    built = build_rig("safety.reset.stage_timeout_s=1.0", "safety.reset.attempts=1")
     yield built
     built.robot.close()
 
@@ -66,18 +68,18 @@ def test_a_stuck_joint_stays_put_while_the_others_follow_their_goals(rig):
 
 def test_a_reset_with_a_stuck_finger_fails_and_says_so(rig):
     rig.emulator.stick(MF_MIDDLE)
-    with pytest.raises(ResetFailed, match="blocked finger"):
-        rig.robot.reset(RESET_POSE, valve_pos_rad=0.0)
+    with pytest.raises(ResetFailed, match=r"MF middle \(joint 4\) is .* rad from"):
+        rig.reset(RESET_POSE, valve_rad=0.0)
     rig.emulator.stick(MF_MIDDLE, stuck=False)
-    state = rig.robot.reset(RESET_POSE, valve_pos_rad=0.0)
+    state = rig.reset(RESET_POSE, valve_rad=0.0)
     assert np.max(np.abs(state.joint_pos_rad - RESET_POSE)) < 0.0873
 
 
 def test_a_stuck_valve_is_not_turned_by_its_servo(rig):
     valve_at = rig.robot.read().valve_pos_rad
     rig.emulator.stick(rig.robot.valve_id)
-    with pytest.raises(ResetFailed, match=r"valve by 1\.\d+ rad"):
-        rig.robot.reset(RESET_POSE, valve_pos_rad=valve_at + 1.2)
+    with pytest.raises(ResetFailed, match=r"the valve is 1\.\d+ rad from"):
+        rig.reset(RESET_POSE, valve_rad=valve_at + 1.2)
     assert abs(rig.robot.read().valve_pos_rad - valve_at) <= RAD_PER_COUNT
 
 
