@@ -58,7 +58,7 @@ def main(ticks: int = 500) -> None:
     print(f"emulated bus, {backend['baud_rate']} bit/s, {len(backend['joint_ids'])} joints + valve, {ticks} ticks "
           f"(health read every {backend['health_period_s']} s = every {ticks / health_ticks:.0f} ticks)")
     print(f"transactions per tick:   {(bus.transactions - start_tx) / ticks:.2f}   (1 sync read + 1 sync write; "
-          f"+2 sync reads on health ticks)")
+          f"+3 sync reads on health ticks)")
     print(f"bytes per tick:          {(n_in + n_out) / ticks:.1f}   ({n_in / ticks:.1f} out, {n_out / ticks:.1f} back)")
     print(f"wire time per tick:      {1000 * wire_s / ticks:.2f} ms (mean, accounted at the baud rate)")
     print(f"driver CPU per tick:     median {1000 * statistics.median(cpu_s):.3f} ms, "
