@@ -33,7 +33,7 @@ def main(ticks: int = 500) -> None:
     robot, clock = make_emulated_dclaw(backend, safety, simulation, sim_robot)
     emulator, bus = clock.emulator, robot.bus
     targets = np.array([0.0, -1.0, 1.0] * 3)
-    cpu_s, wall_s, per_tick = [], [], []  # per_tick: (transactions, bytes, wire time)
+    cpu_s, wall_s, per_tick = [], [], []  # per_tick: (transactions, bytes, wire time, read+write wall time)
     try:
         robot.read()  # a health read first, so that the loop starts with the timer fresh
         start_stats, start_tx = emulator.stats.copy(), bus.transactions
@@ -47,7 +47,7 @@ def main(ticks: int = 500) -> None:
             clock.tick()  # waits for the emulator to take the sync write
             now = emulator.stats
             per_tick.append((bus.transactions - tx, now.bytes_in + now.bytes_out - before.bytes_in - before.bytes_out,
-                             now.wire_time_s - before.wire_time_s))
+                             now.wire_time_s - before.wire_time_s, wall_s[-1]))
         stats = emulator.stats
     finally:
         robot.close()
@@ -58,16 +58,18 @@ def main(ticks: int = 500) -> None:
     print(f"emulated bus, {backend['baud_rate']} bit/s, {len(backend['joint_ids'])} joints + valve, {ticks} ticks "
           f"(health read every {backend['health_period_s']} s = every {ticks / health_ticks:.0f} ticks)")
     print(f"transactions per tick:   {(bus.transactions - start_tx) / ticks:.2f}   (1 sync read + 1 sync write; "
-          f"+2 sync reads on health ticks)")
+          f"+3 sync reads on health ticks)")
     print(f"bytes per tick:          {(n_in + n_out) / ticks:.1f}   ({n_in / ticks:.1f} out, {n_out / ticks:.1f} back)")
     print(f"wire time per tick:      {1000 * wire_s / ticks:.2f} ms (mean, accounted at the baud rate)")
     print(f"driver CPU per tick:     median {1000 * statistics.median(cpu_s):.3f} ms, "
           f"p95 {1000 * np.percentile(cpu_s, 95):.3f} ms")
     print(f"read+write wall time:    median {1000 * statistics.median(wall_s):.2f} ms, p95 {1000 * np.percentile(wall_s, 95):.2f} ms")
-    plain = [(b, w) for t, b, w in per_tick if t == 2]
-    if plain:
-        print(f"plain ticks ({len(plain)}): 2 transactions, {plain[0][0]} bytes, "
-              f"{1000 * statistics.mean(w for _, w in plain):.2f} ms of wire time")
+    for name, ticks_of_kind in (("plain", [t for t in per_tick if t[0] == 2]), ("health", [t for t in per_tick if t[0] > 2])):
+        if ticks_of_kind:
+            transactions, n_bytes, wire, wall = (statistics.mean(column) for column in zip(*ticks_of_kind))
+            print(f"{name} ticks ({len(ticks_of_kind)}): {transactions:.0f} transactions, {n_bytes:.0f} bytes, "
+                  f"{1000 * wire:.2f} ms of wire time, read+write wall median "
+                  f"{1000 * statistics.median(t[3] for t in ticks_of_kind):.2f} ms")
     print(f"retries: {bus.retried}")
 
 

@@ -103,6 +103,11 @@ class DynamixelBus:
         self.retries = retries
         self.retried = 0  # transactions repeated after a timeout or corrupt packet, in all
         self.transactions = 0
+        # The longest time between two instruction packets (the start of two transaction tries)
+        # since this was last set to 0: the servos' Bus Watchdog fires on such a gap, so the
+        # driver checks register 98 when it grows long and sets it back to 0 after each check.
+        self.longest_quiet_s = 0.0
+        self._last_sent_s: float | None = None
         self._missing: int | None = None  # the motor whose status packet was missing last
         if not os.path.exists(self.path):
             raise PortNotFound(
@@ -245,6 +250,7 @@ class DynamixelBus:
         self._missing = None
         for trial in range(self.retries + 1):
             self.transactions += 1
+            self._note_instruction()
             try:
                 value, result = attempt()
             except _PORT_ERRORS as error:
@@ -270,6 +276,12 @@ class DynamixelBus:
                 "the baud rate and for two servos with one ID"
             )
         raise DynamixelError(f"the {what} failed: {self._packets.getTxRxResult(result)}")
+
+    def _note_instruction(self) -> None:
+        now_s = time.monotonic()
+        if self._last_sent_s is not None:
+            self.longest_quiet_s = max(self.longest_quiet_s, now_s - self._last_sent_s)
+        self._last_sent_s = now_s
 
     def _drain(self) -> None:
         """Waits out a late or partial reply and discards it, before a retry."""

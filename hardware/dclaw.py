@@ -3,9 +3,18 @@
 One control tick costs two bus transactions: `read` is one SYNC READ of Present Current,
 Velocity and Position (10 bytes from address 126) from the nine joints and the valve servo, and
 `command` one SYNC WRITE of the nine Goal Positions. Every `health_period_s` a read also fetches
-Hardware Error Status, input voltage and temperature (two more sync reads). Units come from each
-servo's model (Present Current differs between XM430 and XH430), joint angles from the joint
-calibration file. A failed transaction raises (see `errors.py`); a reading is never reused.
+Hardware Error Status, input voltage and temperature of the joints and Bus Watchdog of every
+servo (three more sync reads), and so does the first read after the bus was quiet for half the
+watchdog time. Units come from each servo's model (Present Current differs between XM430 and
+XH430), joint angles from the joint calibration file. A failed transaction raises (see
+`errors.py`); a reading is never reused.
+
+The servos' Bus Watchdog (register 98) stops a servo whose bus stayed quiet longer than
+`watchdog_s` with its torque on (a driver killed or paused), and from then on the servo refuses
+goals until 0 is written to it. The goals go out by SYNC WRITE, which gets no reply, so the
+refusal is silent: the health read raises `WatchdogFired`, and every write of a goal outside
+the tick (`set_torque(True)`, `show_goal`, `hold_valve`, `reboot`) clears the watchdog first and
+arms it again after; `set_torque(True)` re-arms every servo's.
 """
 
 from __future__ import annotations
@@ -27,13 +36,19 @@ from slac_robot.hardware.control_table import (
     STATE_BLOCK,
     VOLT_PER_COUNT,
     WATCHDOG_S_PER_COUNT,
+    to_signed,
 )
-from slac_robot.hardware.errors import DynamixelError, MotorHardwareError, MotorMissing, PortVanished
+from slac_robot.hardware.errors import DynamixelError, MotorHardwareError, MotorMissing, PortVanished, WatchdogFired
 from slac_robot.interfaces import ControlClock, RobotState
 
 STATE_DTYPE = np.dtype([("current", "<i2"), ("velocity", "<i4"), ("position", "<i4")])
 HEALTH_DTYPE = np.dtype([("voltage", "<u2"), ("temperature", "u1")])
 POSITION_COUNTS = (0, 4095)  # Min/Max Position Limit range in position mode
+WATCHDOG_FIRED = -1  # what Bus Watchdog (98) reads once it fired (e-manual 2.4.27)
+# A gap between two packets this long (a fraction of the watchdog time) makes the next read check
+# the watchdogs at once: the servos time the quiet on their own clocks, from packets that the USB
+# adapter may deliver a little late, so the driver's own measure gets a margin.
+SUSPECT_QUIET_FRACTION = 0.5
 
 
 class DClawRobot:
@@ -46,7 +61,8 @@ class DClawRobot:
         the scripted reset turns the valve).
     guide_id: the servo pointing at the goal, or None.
     joint_lower_rad, joint_upper_rad: written into the servos' position limits on connect.
-    health_period_s: how often hardware error status, voltage and temperature are read.
+    health_period_s: how often hardware error status, voltage, temperature and the Bus Watchdogs
+        are read (the watchdogs also at the first read after a quiet bus, see above).
     watchdog_s: Bus Watchdog: a servo stops when the bus is quiet this long (0: off).
     release: called after `close` released the port (backend=emulated: stops the emulator).
     """
@@ -78,9 +94,11 @@ class DClawRobot:
         self._lower_rad = np.asarray(joint_lower_rad, dtype=float)
         self._upper_rad = np.asarray(joint_upper_rad, dtype=float)
         self._health_period_s = health_period_s
+        self._watchdog_s = watchdog_s
         self._watchdog_counts = int(round(watchdog_s / WATCHDOG_S_PER_COUNT))
+        self._suspect_quiet_s = SUSPECT_QUIET_FRACTION * watchdog_s if watchdog_s > 0 else math.inf
         self._last_health_s = -math.inf
-        self._goal_shown = False  # whether show_goal gave the guide a goal to keep
+        self._guide_goal: int | None = None  # the goal show_goal gave the guide, which it keeps
         self._temperature_c = np.zeros(len(self.joint_ids))
         self._voltage_v = np.zeros(len(self.joint_ids))
         self._error_flags = np.zeros(len(self.joint_ids), dtype=np.uint8)
@@ -135,8 +153,7 @@ class DClawRobot:
         self.bus.reboot(motor_id)
         self._configure(motor_id)
         if motor_id in self.joint_ids or motor_id == self.guide_id:
-            self._hold_present(motor_id)
-            self.bus.write(motor_id, "torque_enable", 1)
+            self._torque_on(motor_id)
 
     # -- the Robot interface ------------------------------------------------------------------
     def read(self) -> RobotState:
@@ -145,7 +162,8 @@ class DClawRobot:
         raw = np.frombuffer(b"".join(replies), dtype=STATE_DTYPE)
         joints, valve = raw[:-1], raw[-1]
         ids = self.joint_ids
-        if stamp_s - self._last_health_s >= self._health_period_s:
+        health_due = stamp_s - self._last_health_s >= self._health_period_s
+        if health_due or self.bus.longest_quiet_s >= self._suspect_quiet_s:  # a watchdog may have fired
             self._read_health(stamp_s)
         return RobotState(
             joint_pos_rad=self.calibration.joint_from_counts(ids, joints["position"]),
@@ -159,8 +177,16 @@ class DClawRobot:
         )
 
     def _read_health(self, stamp_s: float) -> None:
+        """Error bits, voltage and temperature of the joints, and every servo's Bus Watchdog.
+
+        Raises MotorHardwareError for latched error bits, then WatchdogFired for watchdogs that
+        read -1 (a servo that stopped and refuses goals: under a policy still running, that is a
+        claw that silently stands still)."""
         errors = self.bus.sync_read(self.joint_ids, REG["hardware_error_status"].address, 1)
         health = np.frombuffer(b"".join(self.bus.sync_read(self.joint_ids, *HEALTH_BLOCK)), dtype=HEALTH_DTYPE)
+        watchdogs = self.bus.sync_read(self._all_ids, REG["bus_watchdog"].address, 1)
+        quiet_s = self.bus.longest_quiet_s  # every gap up to the watchdog read is covered by it
+        self.bus.longest_quiet_s = 0.0
         self._error_flags = np.array([e[0] for e in errors], dtype=np.uint8)
         self._temperature_c = health["temperature"].astype(float)
         self._voltage_v = health["voltage"] * VOLT_PER_COUNT
@@ -168,6 +194,9 @@ class DClawRobot:
         for motor_id, bits in zip(self.joint_ids, self._error_flags):
             if bits:
                 raise MotorHardwareError(motor_id, int(bits))
+        fired = tuple(i for i, w in zip(self._all_ids, watchdogs) if to_signed(w[0], 1) == WATCHDOG_FIRED)
+        if fired:
+            raise WatchdogFired(fired, self._watchdog_s, quiet_s)
 
     @property
     def voltage_v(self) -> np.ndarray:
@@ -187,28 +216,30 @@ class DClawRobot:
         present_counts = self.bus.read(self.valve_id, "present_position")
         present = float(self.calibration.joint_from_counts([self.valve_id], [present_counts])[0])
         goal = present + math.remainder(valve_rad - present, 2 * math.pi)
-        self.bus.write(self.valve_id, "goal_position", int(self.calibration.counts_from_joint([self.valve_id], [goal])[0]))
+        self._rearm_watchdog(self.valve_id, int(self.calibration.counts_from_joint([self.valve_id], [goal])[0]))
         self.bus.write(self.valve_id, "torque_enable", 1)
 
     def show_goal(self, goal_rad: float) -> None:
         if self.guide_id is not None:
             counts = self.calibration.counts_from_joint([self.guide_id], [goal_rad])[0]
-            self.bus.write(self.guide_id, "goal_position", int(np.clip(counts, *POSITION_COUNTS)))
-            self._goal_shown = True
+            self._guide_goal = int(np.clip(counts, *POSITION_COUNTS))
+            self._rearm_watchdog(self.guide_id, self._guide_goal)
 
     def set_torque(self, enabled: bool) -> None:
         """Switches the joint (and guide) servos' torque on, each holding where it is (the guide:
         pointing at the goal last shown, which it may not have reached with its torque off), or off.
 
+        On also re-arms every servo's Bus Watchdog (cleared, goal set, armed again; the valve's
+        too, its torque left as it is), so that the claw moves again after a pause that stopped
+        it: the scripted reset starts here.
         Off is the safe direction: every motor is written, a motor in hardware error included
         (its Alert bit is not an error here), and the failures are raised together at the end
         as one DynamixelError, so one bad motor cannot leave the others powered."""
         motors = self.joint_ids + ((self.guide_id,) if self.guide_id is not None else ())
         if enabled:
             for motor_id in motors:
-                if not (motor_id == self.guide_id and self._goal_shown):
-                    self._hold_present(motor_id)
-                self.bus.write(motor_id, "torque_enable", 1)
+                self._torque_on(motor_id)
+            self._rearm_watchdog(self.valve_id, None)
             return
         failures = self._torque_off(motors)
         if failures:
@@ -227,13 +258,27 @@ class DClawRobot:
                 failures.append(f"motor {motor_id}: {error}")
         return failures
 
-    def _hold_present(self, motor_id: int) -> None:
-        """Goal := present position, so that enabling the torque does not make the motor jump."""
+    def _torque_on(self, motor_id: int) -> None:
+        """Torque on, holding where the motor is (the guide: at the goal last shown)."""
+        shown = self._guide_goal if motor_id == self.guide_id else None
+        self._rearm_watchdog(motor_id, shown if shown is not None else self._present_goal(motor_id))
+        self.bus.write(motor_id, "torque_enable", 1)
+
+    def _present_goal(self, motor_id: int) -> int:
+        """The present position as a goal (within a joint's limits): the motor will not jump."""
         present = self.bus.read(motor_id, "present_position")
         if motor_id in self.joint_ids:
             k = self.joint_ids.index(motor_id)
             present = int(np.clip(present, self._limit_counts[0][k], self._limit_counts[1][k]))
-        self.bus.write(motor_id, "goal_position", present)
+        return present
+
+    def _rearm_watchdog(self, motor_id: int, goal_counts: int | None) -> None:
+        """Clears the motor's Bus Watchdog (writing 0: one that fired refuses goals until then),
+        writes its goal (None: none), and arms the watchdog again (backend.watchdog_s)."""
+        self.bus.write(motor_id, "bus_watchdog", 0)
+        if goal_counts is not None:
+            self.bus.write(motor_id, "goal_position", goal_counts)
+        self.bus.write(motor_id, "bus_watchdog", self._watchdog_counts)
 
     def close(self) -> None:
         """Torque off on every motor that still answers, then the port is released.

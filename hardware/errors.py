@@ -59,3 +59,23 @@ class MotorHardwareError(DynamixelError):
 
 class MotorMissing(DynamixelError):
     """A configured servo does not answer a ping, or answers with an unexpected model."""
+
+
+class WatchdogFired(DynamixelError):
+    """Servos' Bus Watchdog (register 98) fired: the bus was quiet for longer than it allows, so
+    they stopped where they were and refuse goals (silently: goals go out by SYNC WRITE, which
+    gets no reply) until it is cleared by writing 0. `DClawRobot.set_torque(True)` re-arms them.
+
+    motor_ids: the servos whose watchdog reads -1. watchdog_s: the configured time.
+    quiet_s: the longest the driver left the bus quiet since it last checked (None: unknown)."""
+
+    def __init__(self, motor_ids: tuple[int, ...], watchdog_s: float, quiet_s: float | None = None):
+        quiet = f", the longest quiet seen was {quiet_s:.2f} s" if quiet_s is not None else ""
+        super().__init__(
+            f"the Bus Watchdog of motor(s) {list(motor_ids)} fired: the control loop went quiet for longer than "
+            f"backend.watchdog_s ({watchdog_s} s{quiet}); the servos stopped and ignore goals until re-armed; "
+            "the next reset re-arms them (keep the loop ticking, or switch the torque off, during long pauses)"
+        )
+        self.motor_ids = tuple(motor_ids)
+        self.watchdog_s = watchdog_s
+        self.quiet_s = quiet_s

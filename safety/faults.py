@@ -22,17 +22,19 @@ REFUSED_ACTIONS = "refused_actions"  # the policy sent non-finite actions severa
 # Errors raised by the backend during a step (slac_robot.safety.monitor.fault_from_error).
 BUS_ERROR = "bus_error"  # timeouts, corrupt packets, a motor that no longer answers
 PORT_LOST = "port_lost"  # the USB adapter went away
+WATCHDOG = "watchdog"  # servos' Bus Watchdog fired (the loop paused with torque on); a reset re-arms it
 CAMERA_LOST = "camera_lost"  # the camera cannot deliver frames any more
 
 KINDS = frozenset(
     {
         HARDWARE_ERROR, OVERHEATING, OVERCURRENT, POSITION_LIMIT, VELOCITY, STALE_READING, STALE_FRAME,
-        OVERRUN, REFUSED_ACTIONS, BUS_ERROR, PORT_LOST, CAMERA_LOST,
+        OVERRUN, REFUSED_ACTIONS, BUS_ERROR, PORT_LOST, WATCHDOG, CAMERA_LOST,
     }
 )
 
 # After these the session waits for a person whatever the config: a latched motor error needs a
-# reboot, an overheated motor time to cool, a lost port or camera a cable put back.
+# reboot, an overheated motor time to cool, a lost port or camera a cable put back. (Not watchdog:
+# the next reset re-arms the servos' Bus Watchdog.)
 NEEDS_PERSON = frozenset({HARDWARE_ERROR, OVERHEATING, PORT_LOST, CAMERA_LOST})
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from slac_robot.config import ConfigError, require_int, require_number, require_positive
 from slac_robot.hardware.control_table import describe_hardware_error
-from slac_robot.hardware.errors import DynamixelError, MotorHardwareError, PortVanished
+from slac_robot.hardware.errors import DynamixelError, MotorHardwareError, PortVanished, WatchdogFired
 from slac_robot.interfaces import JOINT_NAMES, CameraError, Frame, RobotState, StaleFrameError
 from slac_robot.safety import faults
 from slac_robot.safety.faults import Fault
@@ -197,12 +197,15 @@ class HealthMonitor:
 def fault_from_error(error: Exception) -> Fault:
     """The Fault for an error a backend raised during a step (hardware errors, camera errors).
 
-    MotorHardwareError -> hardware_error (the motor and its bits), PortVanished -> port_lost,
+    MotorHardwareError -> hardware_error (the motor and its bits), WatchdogFired -> watchdog
+    (the longest quiet the driver saw against the watchdog time), PortVanished -> port_lost,
     any other DynamixelError -> bus_error, StaleFrameError -> stale_frame, CameraError ->
     camera_lost. Anything else is a programming error and raises TypeError."""
     text = f"{type(error).__name__}: {error}"
     if isinstance(error, MotorHardwareError):
         return Fault(faults.HARDWARE_ERROR, text, value=float(error.bits))
+    if isinstance(error, WatchdogFired):
+        return Fault(faults.WATCHDOG, text, value=error.quiet_s, limit=float(error.watchdog_s))
     if isinstance(error, PortVanished):
         return Fault(faults.PORT_LOST, text)
     if isinstance(error, DynamixelError):

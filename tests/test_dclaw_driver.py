@@ -142,8 +142,11 @@ def test_current_is_converted_with_the_models_unit(model):
 def test_the_calibration_file_undoes_how_the_horns_are_mounted(tmp_path):
     offsets = {10: 0.31, 11: -0.2, 22: 0.45, 31: -0.37, 50: 1.0}
     mounting = write_calibration(tmp_path / "mounting.yaml", offsets, directions={21: -1})
-    right = build_rig(f"backend.emulator.mounting_file={mounting}", f"backend.calibration_file={mounting}")
-    wrong = build_rig(f"backend.emulator.mounting_file={mounting}")  # ROBEL's nominal calibration
+    # Watchdogs off: the first rig's bus stays quiet while the second is built (longer than 0.5 s
+    # on a busy machine), which would stop its servos (tests/test_watchdog_recovery.py).
+    right = build_rig(f"backend.emulator.mounting_file={mounting}", f"backend.calibration_file={mounting}",
+                      "backend.watchdog_s=0")
+    wrong = build_rig(f"backend.emulator.mounting_file={mounting}", "backend.watchdog_s=0")  # nominal calibration
     try:
         for rig in (right, wrong):
             rig.robot.command(np.array([0.1, -0.3, 0.5] * 3))

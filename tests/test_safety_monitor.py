@@ -13,7 +13,14 @@ from omegaconf import OmegaConf
 
 from slac_robot.backends import make_health_monitor
 from slac_robot.config import ConfigError
-from slac_robot.hardware.errors import BusTimeout, CorruptPacket, MotorHardwareError, MotorMissing, PortVanished
+from slac_robot.hardware.errors import (
+    BusTimeout,
+    CorruptPacket,
+    MotorHardwareError,
+    MotorMissing,
+    PortVanished,
+    WatchdogFired,
+)
 from slac_robot.interfaces import CameraError, StaleFrameError
 from slac_robot.safety import NEEDS_PERSON, Fault, HealthLimits, fault_from_error
 from slac_robot.safety import faults
@@ -194,6 +201,7 @@ def test_error_bits_trip_hardware_error_naming_motor_and_error(sim):
 def test_backend_errors_map_onto_fault_kinds():
     cases = [
         (MotorHardwareError(21, 0x04), faults.HARDWARE_ERROR, "motor 21"),
+        (WatchdogFired((10, 60), 0.5, 0.8), faults.WATCHDOG, "the next reset re-arms them"),
         (PortVanished("the U2D2 went away: check the USB cable"), faults.PORT_LOST, "USB cable"),
         (BusTimeout("no status from motor(s) [12]", (12,)), faults.BUS_ERROR, "[12]"),
         (CorruptPacket("bad CRC"), faults.BUS_ERROR, "bad CRC"),
@@ -204,6 +212,9 @@ def test_backend_errors_map_onto_fault_kinds():
     for error, kind, named in cases:
         fault = fault_from_error(error)
         assert fault.kind == kind and named in fault.message, (error, fault)
+    watchdog = fault_from_error(WatchdogFired((10, 60), 0.5, 0.8))
+    assert "motor(s) [10, 60]" in watchdog.message and "backend.watchdog_s (0.5 s" in watchdog.message
+    assert (watchdog.value, watchdog.limit, watchdog.needs_person) == (0.8, 0.5, False)
     with pytest.raises(TypeError):
         fault_from_error(ZeroDivisionError("a bug, not a fault"))
 
