@@ -32,6 +32,8 @@ class ValveTurnEnv(gym.Env):
       joint_pos: float32 (9,), measured joint angles in radians;
       goal:      float32 (2,), (cos, sin) of the goal angle.
     Action: float32 (9,) in [-1, 1], mapped by the safety layer onto the joint target limits.
+    A non-finite action is refused (the claw holds); that step's info then has "held_action",
+    the action that commands the hold, to record in its place.
     An episode is truncated (never terminated) after task.episode_steps steps.
 
     robot, camera, clock: the backend (see slac_robot.backends.make_env).
@@ -137,7 +139,8 @@ class ValveTurnEnv(gym.Env):
             raise RuntimeError("call reset() before step() (after a trip too)")
         refused_before = self.action_filter.refused_actions
         targets = self.action_filter(action, self._state.joint_pos_rad)
-        if self.action_filter.refused_actions > refused_before:
+        refused = self.action_filter.refused_actions > refused_before
+        if refused:
             self._log(
                 "refused_action",
                 action=np.asarray(action, dtype=np.float64).tolist(),
@@ -160,6 +163,10 @@ class ValveTurnEnv(gym.Env):
         truncated = self._steps >= self.task.episode_steps
         info = self._info(state, terms)
         info["joint_targets_rad"] = targets
+        if refused:
+            # What was done instead, as an action: the one that commands the hold. Learners and
+            # policy histories record this, never the NaN (one NaN there poisons every update).
+            info["held_action"] = self.action_filter.to_action(targets).astype(np.float32)
         return self._observation(state, frame), reward, False, truncated, info
 
     def trip(self, fault: Fault) -> NoReturn:

@@ -29,7 +29,8 @@ class SlacPolicy:
         if self._last_action is None:
             self._history.reset(observation["image"], observation.get("goal"))
         else:
-            self._history.push(self._last_action, observation["image"], observation.get("goal"))
+            # A refused (NaN) action went into the episode as a hold: the history takes the hold.
+            self._history.push(info.get("held_action", self._last_action), observation["image"], observation.get("goal"))
         h = self._history
         self._last_action = self.agent.act(h.frames, h.actions, h.goal, explore=self.explore)
         return self._last_action

@@ -14,6 +14,8 @@ The `Trainer` runs the episodes (it is the actor). Where the updates happen:
     control rate, records finished episodes to the replay folder, and takes up the published
     policy between ticks; the learner checkpoints. Each episode is seeded by (seed, its index).
 A trip of the safety layer ends the episode (it is not recorded); `TripPolicy` says what then.
+An action the safety layer refused (not finite) is recorded, in the replay and the policy's
+history, as the hold it became (the env's info["held_action"]).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from slac_robot.runtime.media import write_model_media
 from slac_robot.runtime.plots import plot_learning_curve
 from slac_robot.runtime.stop import Interrupted, StopSignal
 from slac_robot.runtime.video import VideoWriter
-from slac_robot.safety import NEEDS_PERSON, Fault, SafetyTrip
+from slac_robot.safety import NEEDS_PERSON, Fault, ResetFailed, SafetyTrip
 
 
 @dataclass(frozen=True)
@@ -179,8 +181,9 @@ class Trainer:
 
     # ----- the loop -----
     def train(self, stop: StopSignal | None = None) -> None:
-        """Runs episodes until schedule.total_env_steps; a requested stop raises Interrupted
-        after a checkpoint (the unfinished episode is not kept)."""
+        """Runs episodes until schedule.total_env_steps; a requested stop raises Interrupted,
+        a halted session SessionHalted, a failed reset ResetFailed, each after a checkpoint (the
+        unfinished episode is not kept)."""
         s = self.schedule
         bar = tqdm(
             total=s.total_env_steps, initial=self.progress.env_steps, unit="step", desc="train",
@@ -200,7 +203,9 @@ class Trainer:
                 if _every(self.progress.episodes, s.checkpoint_every_episodes):
                     self.save()
             self.save()
-        except Interrupted:
+        except (Interrupted, SessionHalted, ResetFailed):
+            # A stop, or a session that cannot go on by itself: the unfinished episode was dropped,
+            # so this is an episode boundary; keep what was learnt since the last checkpoint.
             self.save()
             raise
         finally:
@@ -259,6 +264,7 @@ class Trainer:
                     action = self.agent.act(history.frames, history.actions, history.goal, explore=True)
                 obs, reward, terminated, truncated, info = self.env.step(action)
                 done = terminated or truncated
+                action = info.get("held_action", action)  # a refused (NaN) action: the hold it became
                 self.replay.add(action, reward, obs, terminated, truncated)
                 history.push(action, obs["image"], obs.get("goal"))
                 episode_return += float(reward)
@@ -389,7 +395,7 @@ class Trainer:
             action = self.agent.act(history.frames, history.actions, history.goal, explore=False)
             obs, reward, terminated, truncated, info = self.eval_env.step(action)
             done = terminated or truncated
-            history.push(action, obs["image"], obs.get("goal"))
+            history.push(info.get("held_action", action), obs["image"], obs.get("goal"))
             episode_return += float(reward)
             if video is not None:
                 video.append(obs["image"])
