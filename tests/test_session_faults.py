@@ -29,7 +29,7 @@ from slac_robot.agent.replay import SequenceReplay
 from slac_robot.backends import make_agent, make_env, make_replay
 from slac_robot.config import load_config
 from slac_robot.runtime.train import Schedule, SessionHalted, Trainer, TripPolicy
-from slac_robot.safety import EventLog, faults, read_events
+from slac_robot.safety import EventLog, ResetFailed, faults, read_events
 from tests.test_safety_trips import emulated_torque_is_off, sim_torque_is_off
 
 EPISODE_STEPS = 10
@@ -80,7 +80,9 @@ class Session:
             session = cfg.session
             self.asked: list[str] = []
             self._ask_person = ask_person
-            policy = TripPolicy(session.after_trip, session.max_trips_in_a_row, None if ask_person is None else self._ask)
+            ask = None if ask_person is None else self._ask
+            env.scripted_reset.ask_person = ask  # a reset that failed its attempts asks, too
+            policy = TripPolicy(session.after_trip, session.max_trips_in_a_row, ask)
             self.trainer = Trainer(env, env, agent, replay, schedule, run_dir, seed=cfg.seed,
                                    video_scale=cfg.video.scale, show_progress=False, trip_policy=policy)
         except BaseException:
@@ -257,6 +259,36 @@ def test_an_unplugged_port_halts_the_session_and_the_replay_stays_whole(make_ses
         assert any("torque off" in failure for failure in trip["stop_failures"])
         session.assert_recorded(finished=[1])
         session.close()  # its warning: no servo answered the torque off
+
+
+@pytest.mark.parametrize("someone_there", [False, True])
+def test_a_finger_jammed_mid_episode_fails_the_next_reset_which_asks_a_person(make_session, someone_there):
+    """Nothing crosses a limit while the finger is jammed (the episode finishes and is recorded);
+    the reset after it cannot bring the finger back: after its attempts it asks a person (the
+    scripted reset's ask_person, the terminal's in cli.train), or ends the session."""
+
+    def free_the_finger(message: str) -> bool:
+        session.emulator.stick(21, stuck=False)
+        return True
+
+    # No checkpoint falls due before the end: the one assert_recorded loads is written at the end.
+    session = make_session("backend=emulated", "schedule.checkpoint_every_episodes=10",
+                           ask_person=free_the_finger if someone_there else None)
+    session.at_step[(2, 4)] = lambda: session.emulator.stick(21)  # MF middle
+    if someone_there:
+        session.train()
+        (message,) = session.asked
+        assert "MF middle (joint 4)" in message
+        assert session.events() == []  # no trip, and the reset succeeded after the person
+        session.assert_recorded(finished=[1, 2, 3])
+    else:
+        with pytest.raises(ResetFailed, match=r"MF middle \(joint 4\)"):
+            session.train()
+        assert session.robot_is_safe()
+        (event,) = session.events()
+        assert (event["kind"], event["episode"]) == ("reset_failed", 3)
+        assert event["attempts"] == session.env.scripted_reset.attempts
+        session.assert_recorded(finished=[1, 2])
 
 
 # -- faults the session gets over by itself (after_trip=reset) -----------------------------------

@@ -7,7 +7,7 @@
 
 The `Trainer` runs the episodes (it is the actor). Where the updates happen:
   - inline (learner=None): after every step, in this process. Episodes always run to their end,
-    checkpoints (every `checkpoint_every_episodes`, and when stopped by a signal) fall on episode
+    checkpoints (every `checkpoint_every_episodes`, and when stopped by a signal or halted) fall on episode
     boundaries; a resumed run draws the same episodes as the uninterrupted one (the claw restarts
     from a fresh physical reset, so its weights then differ in their low bits).
   - in the learner process (learner=LearnerProcess, runtime/learner.py): the actor keeps the
