@@ -43,8 +43,9 @@ SESSION = [
     "task=random",  # a goal of its own each episode: which episodes the replay holds can be told apart
     f"task.episode_steps={EPISODE_STEPS}",
     f"schedule.total_env_steps={EPISODES * EPISODE_STEPS}",
-    # The policy acts from the start, and nothing is trained: these tests are about the session,
-    # and an update between two steps would leave the bus quiet for a while.
+    # The policy acts from the start, and nothing is trained: these tests are about the session.
+    # (On backend=emulated an update between two steps longer than backend.watchdog_s would also
+    # fire the servos' Bus Watchdog mid-episode, and the claw would ignore the rest of its goals.)
     "schedule.initial_collection_steps=0",
     "schedule.initial_model_updates=0",
     "schedule.updates_per_step=0",
