@@ -45,7 +45,7 @@ SESSION = [
     f"schedule.total_env_steps={EPISODES * EPISODE_STEPS}",
     # The policy acts from the start, and nothing is trained: these tests are about the session.
     # (On backend=emulated an update between two steps longer than backend.watchdog_s would also
-    # fire the servos' Bus Watchdog mid-episode, and the claw would ignore the rest of its goals.)
+    # fire the servos' Bus Watchdog: a `watchdog` trip, tests/test_watchdog_recovery.py.)
     "schedule.initial_collection_steps=0",
     "schedule.initial_model_updates=0",
     "schedule.updates_per_step=0",
