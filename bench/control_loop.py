@@ -7,7 +7,7 @@ network sizes, a short random collection and a short model pre-training, so that
 training (model + SAC updates, all the cores but the actor's) for most of the measured ticks. The
 figures count every tick of the session: episode steps and the scripted resets between them.
 
-    .venv/bin/python bench/control_loop.py [env_steps_per_rate]
+    .venv/bin/python bench/control_loop.py [env_steps_per_rate [rate_hz ...]]
 Goal (issue 6): p99 |period error| <= 2 ms and no overrun at 10 Hz.
 """
 
@@ -53,10 +53,12 @@ def run_session(rate_hz: int, rate_overrides: list[str], env_steps: int, out_dir
     return stats
 
 
-def main(env_steps: int = 2000) -> None:
+def main(env_steps: int = 2000, *rates_hz: int) -> None:
     print(f"control loop, backend=emulated, learner training in its own process; {env_steps} env steps per rate")
     with tempfile.TemporaryDirectory() as tmp:
         for rate_hz, rate_overrides in RATES.items():
+            if rates_hz and rate_hz not in rates_hz:
+                continue
             s = run_session(rate_hz, rate_overrides, env_steps, pathlib.Path(tmp) / f"{rate_hz}hz")
             print(f"{rate_hz:>3} Hz: {s['ticks']} ticks, |period error| p50 {s['p50_ms']:.3f} ms, "
                   f"p99 {s['p99_ms']:.3f} ms, max {s['max_ms']:.3f} ms, overruns {s['overruns']}; "

@@ -145,7 +145,7 @@ def train(cfg: DictConfig) -> int:
     process (session.learner=process) or between steps (inline). Safety events go to
     <run>/safety_events.jsonl; any stop, fault or crash leaves the robot safe."""
     from slac_robot.agent.checkpoint import CheckpointError
-    from slac_robot.agent.replay import EpisodeWriter, recorded_episodes
+    from slac_robot.agent.replay import BackgroundEpisodeWriter, recorded_episodes
     from slac_robot.backends import make_agent, make_env, make_replay, resolve_device
     from slac_robot.runtime.clock import RateKeeper
     from slac_robot.runtime.learner import LearnerDied, LearnerProcess
@@ -184,6 +184,7 @@ def train(cfg: DictConfig) -> int:
     rate_keeper = env.clock if isinstance(env.clock, RateKeeper) else None
     learner = None
     trainer = None
+    replay = None
     try:
         if rate_keeper is not None and not in_process:
             raise ConfigError(
@@ -198,8 +199,9 @@ def train(cfg: DictConfig) -> int:
             torch.set_num_threads(session.actor_threads)
             agent = make_agent(cfg.agent, env, torch.device("cpu"))  # acts only: the learner's weights
             obs_space = env.observation_space
-            replay = EpisodeWriter(run_dir / "replay", env.action_space.shape[0], obs_space["image"].shape,
-                                   {"goal": obs_space["goal"].shape[0]})
+            # Episode files are written by a thread: the control loop never waits for the disk.
+            replay = BackgroundEpisodeWriter(run_dir / "replay", env.action_space.shape[0],
+                                             obs_space["image"].shape, {"goal": obs_space["goal"].shape[0]})
             learner = LearnerProcess(run_dir, OmegaConf.to_container(cfg, resolve=True), obs_space,
                                      env.action_space, fps=1.0 / env.clock.period_s)
         else:
@@ -236,6 +238,8 @@ def train(cfg: DictConfig) -> int:
         raise
     finally:
         env.close()
+        if isinstance(replay, BackgroundEpisodeWriter):
+            replay.close()  # every finished episode on disk before the learner's last look
         if rate_keeper is not None:
             _report_control_loop(rate_keeper, run_dir)
         if learner is not None:

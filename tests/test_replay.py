@@ -23,7 +23,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slac_robot.agent.replay import CORRUPT_DIR, EpisodeWriter, SequenceReplay, read_episode, write_episode
+from slac_robot.agent.replay import (
+    CORRUPT_DIR,
+    BackgroundEpisodeWriter,
+    EpisodeWriter,
+    SequenceReplay,
+    read_episode,
+    recorded_episodes,
+    write_episode,
+)
 from slac_robot.config import ConfigError
 
 SHAPE = (8, 8, 3)
@@ -426,3 +434,27 @@ def test_a_writer_never_replaces_another_writers_file(tmp_path):
     replay = make_replay(tmp_path)
     assert replay.total_episodes == 4
     assert set(replay.sample(300, np.random.default_rng(13))["goal"][:, 0, 0].astype(int)) == {0, 1, 2}
+
+
+def test_a_background_writer_writes_the_same_files_and_flush_waits_for_them(tmp_path):
+    direct, background = tmp_path / "direct", tmp_path / "background"
+    record(EpisodeWriter(direct, ACTION_DIM, SHAPE, EXTRAS), 0, 3)
+    writer = BackgroundEpisodeWriter(background, ACTION_DIM, SHAPE, EXTRAS)
+    for episode, steps in enumerate((3, 4, 5)):
+        record(writer, episode, steps)
+    writer.close()  # returns once every finished episode is on disk
+    assert recorded_episodes(background) == (3, 3 + 4 + 5)
+    a = read_episode(direct / "episode_00000000_3.npz", SHAPE, ACTION_DIM, EXTRAS)
+    b = read_episode(background / "episode_00000000_3.npz", SHAPE, ACTION_DIM, EXTRAS)
+    np.testing.assert_array_equal(a.images, b.images)
+    np.testing.assert_array_equal(a.actions, b.actions)
+
+
+def test_a_background_write_that_fails_is_reported(tmp_path):
+    folder = tmp_path / "replay"
+    writer = BackgroundEpisodeWriter(folder, ACTION_DIM, SHAPE, EXTRAS)
+    folder.rmdir()
+    folder.write_bytes(b"")  # where the folder was, a file: the thread's write fails
+    record(writer, 0, 2)
+    with pytest.raises(RuntimeError, match="could not be written"):
+        writer.flush()

@@ -118,6 +118,8 @@ class Learner:
                     self.pretrain(should_stop)
                     continue
                 for _ in range(min(due, self.publish_every_updates)):
+                    if should_stop():  # a CPU update takes seconds: look between each
+                        break
                     self.update()
                     if self.agent.sac_updates % self.log_every_updates == 0:
                         self._log()
