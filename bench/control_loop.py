@@ -63,6 +63,8 @@ def main(env_steps: int = 2000, *rates_hz: int) -> None:
             print(f"{rate_hz:>3} Hz: {s['ticks']} ticks, |period error| p50 {s['p50_ms']:.3f} ms, "
                   f"p99 {s['p99_ms']:.3f} ms, max {s['max_ms']:.3f} ms, overruns {s['overruns']}; "
                   f"learner {s['sac_updates']} SAC updates meanwhile ({s['wall_s']:.0f} s)")
+            if s["late_ticks"]:
+                print(f"        first late ticks (tick, ms past the deadline): {s['late_ticks'][:8]}")
 
 
 if __name__ == "__main__":

@@ -179,7 +179,7 @@ def train(cfg: DictConfig) -> int:
     in_process = session.learner == "process"
     device = resolve_device(str(cfg.device))
     # One env for training and evaluation (evaluations run between episodes): a real claw
-    # cannot be opened twice, and every episode is seeded, so sharing changes no result.
+    # cannot be opened twice, and every episode is seeded.
     env = make_env(cfg, realtime=in_process and bool(session.realtime))
     rate_keeper = env.clock if isinstance(env.clock, RateKeeper) else None
     learner = None
@@ -203,14 +203,14 @@ def train(cfg: DictConfig) -> int:
             replay = BackgroundEpisodeWriter(run_dir / "replay", env.action_space.shape[0],
                                              obs_space["image"].shape, {"goal": obs_space["goal"].shape[0]})
             learner = LearnerProcess(run_dir, OmegaConf.to_container(cfg, resolve=True), obs_space,
-                                     env.action_space, fps=1.0 / env.clock.period_s)
+                                     env.action_space, fps=1.0 / env.clock.period_s, nice=session.learner_nice)
         else:
             agent = make_agent(cfg.agent, env, device)
             replay = make_replay(cfg.replay, run_dir / "replay", env, agent.cfg.sequence_length, env.task.episode_steps)
         OmegaConf.save(cfg, run_dir / "config.yaml")
         trainer = Trainer(
             env, env, agent, replay, schedule, run_dir, seed=cfg.seed, video_scale=cfg.video.scale,
-            learner=learner, rate_keeper=rate_keeper,
+            learner=learner, rate_keeper=rate_keeper, on_stop=env.make_safe,
             trip_policy=TripPolicy(session.after_trip, session.max_trips_in_a_row, ask_person),
         )
         if in_process:
@@ -224,7 +224,8 @@ def train(cfg: DictConfig) -> int:
         with StopSignal() as stop:
             trainer.train(stop)
     except Interrupted as interrupt:
-        env.make_safe(f"stopped by {interrupt.signal_name}")
+        if trainer is None:  # the Trainer makes the robot safe itself, before its checkpoint
+            env.make_safe(f"stopped by {interrupt.signal_name}")
         saved = "checkpoint written, " if learner is None else ""
         print(f"slac-robot train: {interrupt}; robot made safe; {saved}resume with: "
               f"slac-robot train resume={run_dir}", file=sys.stderr)

@@ -32,6 +32,8 @@ def test_period_errors_are_recorded_per_tick():
     assert stats.overruns == 1
     # the late tick came >= 15 ms after its predecessor, 10 ms more than the period
     assert stats.max_ms >= 10.0
+    ((tick, late_ms),) = stats.late_ticks
+    assert tick == 12 and late_ms >= 10.0
 
 
 def test_restart_forgets_a_pause():

@@ -11,6 +11,9 @@ from slac_robot.config import require_int, require_positive
 from slac_robot.interfaces import ControlClock
 
 
+MAX_LATE_TICKS = 100  # overruns whose tick and lateness are kept, to find what caused them
+
+
 @dataclass(frozen=True)
 class JitterStats:
     """How well the loop kept its rate: |period error| percentiles over the recorded ticks.
@@ -22,6 +25,7 @@ class JitterStats:
     p50_ms: float
     p99_ms: float
     max_ms: float
+    late_ticks: tuple[tuple[int, float], ...] = ()  # (tick, ms past its deadline) of the first overruns
 
     def __str__(self) -> str:
         return (f"{self.ticks} ticks: |period error| p50 {self.p50_ms:.3f} ms, p99 {self.p99_ms:.3f} ms, "
@@ -49,6 +53,8 @@ class RateKeeper:
         self._last_wake_s: float | None = None
         self._errors_s = np.zeros(require_int("history", history), dtype=np.float64)
         self._recorded = 0
+        self._ticks = 0
+        self._late_ticks: list[tuple[int, float]] = []
         self.overruns = 0
 
     @property
@@ -65,8 +71,11 @@ class RateKeeper:
         if self._deadline_s is None:
             self._deadline_s = now
         self._deadline_s += self._period_s
+        self._ticks += 1
         if self._deadline_s < now:
             self.overruns += 1
+            if len(self._late_ticks) < MAX_LATE_TICKS:
+                self._late_ticks.append((self._ticks, round((now - self._deadline_s) * 1e3, 3)))
             self._deadline_s = now
         else:
             time.sleep(self._deadline_s - now)
@@ -85,7 +94,8 @@ class RateKeeper:
     def jitter(self) -> JitterStats:
         """|period error| statistics over the recorded ticks (the newest `history` of them)."""
         errors_ms = np.abs(self._errors_s[: min(self._recorded, len(self._errors_s))]) * 1e3
+        late = tuple(self._late_ticks)
         if errors_ms.size == 0:
-            return JitterStats(0, self.overruns, 0.0, 0.0, 0.0)
+            return JitterStats(0, self.overruns, 0.0, 0.0, 0.0, late)
         p50, p99 = np.percentile(errors_ms, [50, 99])
-        return JitterStats(self._recorded, self.overruns, float(p50), float(p99), float(errors_ms.max()))
+        return JitterStats(self._recorded, self.overruns, float(p50), float(p99), float(errors_ms.max()), late)

@@ -255,7 +255,6 @@ def learner_main(
     try:
         conf = OmegaConf.create(cfg)
         session = conf.session
-        os.nice(int(session.learner_nice))
         threads = int(session.learner_threads) or max(1, (os.cpu_count() or 2) - int(session.actor_threads))
         torch.set_num_threads(threads)
         device = resolve_device(str(conf.device))
@@ -318,9 +317,11 @@ class LearnerProcess:
     """The actor's handle on the learner process: start it, take up its weights, watch it, stop it.
 
     run_dir, cfg (plain dict), observation_space, action_space, fps: passed to learner_main.
+    nice: how much lower the learner's scheduling priority is than the actor's.
     `poll_policy()` costs one stat() per call and never waits for the learner."""
 
-    def __init__(self, run_dir: pathlib.Path, cfg: dict[str, Any], observation_space, action_space, fps: float):
+    def __init__(self, run_dir: pathlib.Path, cfg: dict[str, Any], observation_space, action_space, fps: float,
+                 nice: int = 10):
         import multiprocessing
 
         # spawn, not fork: the actor holds MuJoCo's GL context, camera threads and a serial port.
@@ -332,9 +333,12 @@ class LearnerProcess:
             args=(str(self.run_dir), cfg, observation_space, action_space, fps, self.stop_event, os.getpid()),
         )
         self.subscriber = PolicySubscriber(self.run_dir)
+        self.nice = nice
 
     def start(self) -> None:
         self.process.start()
+        # Niced from its first instruction (its imports take seconds of CPU): the actor's ticks come first.
+        os.setpriority(os.PRIO_PROCESS, self.process.pid, os.getpriority(os.PRIO_PROCESS, 0) + self.nice)
 
     def check_alive(self) -> None:
         """Raises LearnerDied when the learner process has ended."""

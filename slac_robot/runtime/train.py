@@ -112,6 +112,12 @@ class Trainer:
     tensorboard/     scalars (losses, KL, alpha, entropy, Q, returns, success), model images
     videos/          evaluation episodes; the model's reconstructions and predictions
     train_episodes.csv, eval.csv   one row per training episode / evaluation
+
+    learner: None (updates inline) or a LearnerProcess (runtime/learner.py).
+    trip_policy: what to do after a safety trip (TripPolicy). rate_keeper: the env's RateKeeper,
+        when it keeps a real-time rate (its jitter is logged per episode). on_stop: called first
+        when a stop signal ends the session, with the reason (cli.train passes env.make_safe:
+        the robot is safe before the checkpoint is written).
     """
 
     def __init__(
@@ -128,11 +134,13 @@ class Trainer:
         learner=None,
         trip_policy: TripPolicy | None = None,
         rate_keeper=None,
+        on_stop: Callable[[str], object] | None = None,
     ):
         self.env, self.eval_env, self.agent, self.replay = env, eval_env, agent, replay
         self.learner = learner
         self.trip_policy = trip_policy or TripPolicy()
         self.rate_keeper = rate_keeper
+        self.on_stop = on_stop
         self.seed = seed
         self.trips_in_a_row = 0
         self.policy_ready = learner is None
@@ -203,7 +211,12 @@ class Trainer:
                 if _every(self.progress.episodes, s.checkpoint_every_episodes):
                     self.save()
             self.save()
-        except (Interrupted, SessionHalted, ResetFailed):
+        except Interrupted as interrupt:
+            if self.on_stop is not None:
+                self.on_stop(f"stopped by {interrupt.signal_name}")  # the robot first, then the checkpoint
+            self.save()
+            raise
+        except (SessionHalted, ResetFailed):
             # A stop, or a session that cannot go on by itself: the unfinished episode was dropped,
             # so this is an episode boundary; keep what was learnt since the last checkpoint.
             self.save()
