@@ -193,6 +193,9 @@ class Trainer:
         a halted session SessionHalted, a failed reset ResetFailed, each after a checkpoint (the
         unfinished episode is not kept)."""
         s = self.schedule
+        # Opened before the first tick: importing TensorBoard and creating its file take ~0.1 s,
+        # which inside the control loop would be an overrun at the end of the first episode.
+        _ = self.writer
         bar = tqdm(
             total=s.total_env_steps, initial=self.progress.env_steps, unit="step", desc="train",
             disable=not self.show_progress,
