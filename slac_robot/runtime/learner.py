@@ -35,7 +35,7 @@ from slac_robot.agent.checkpoint import (
 )
 from slac_robot.agent.replay import SequenceReplay
 from slac_robot.runtime.media import write_model_media
-from slac_robot.runtime.train import Schedule
+from slac_robot.runtime.train import Schedule, model_and_sac_update
 
 POLICY_FILE = "policy.pt"
 
@@ -155,8 +155,8 @@ class Learner:
 
     def update(self) -> None:
         s = self.schedule
-        self._metrics.update(self.agent.update_model(self._sample(s.model_batch_size)))
-        self._metrics.update(self.agent.update_sac(self._sample(s.sac_batch_size)))
+        self._metrics.update(
+            model_and_sac_update(self.agent, self.replay, self.rng, s.model_batch_size, s.sac_batch_size))
 
     def _sample(self, batch_size: int):
         return self.agent.to_batch(self.replay.sample(batch_size, self.rng))

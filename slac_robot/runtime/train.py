@@ -99,6 +99,15 @@ class SessionHalted(RuntimeError):
     """The session cannot go on by itself (a fault that needs a person, and none answered)."""
 
 
+def model_and_sac_update(agent: SlacAgent, replay: SequenceReplay, rng: np.random.Generator,
+                         model_batch_size: int, sac_batch_size: int) -> dict[str, float]:
+    """One latent-model update and one SAC update, each on a fresh replay sample (the inner step of
+    the paper's Algorithm 1, inline and in the learner process alike); returns their metrics."""
+    metrics = agent.update_model(agent.to_batch(replay.sample(model_batch_size, rng)))
+    metrics.update(agent.update_sac(agent.to_batch(replay.sample(sac_batch_size, rng))))
+    return metrics
+
+
 def _every(count: int, every: int) -> bool:
     return every > 0 and count % every == 0
 
@@ -324,8 +333,8 @@ class Trainer:
 
     def _update(self) -> None:
         s = self.schedule
-        self._last_metrics.update(self.agent.update_model(self._sample(s.model_batch_size)))
-        self._last_metrics.update(self.agent.update_sac(self._sample(s.sac_batch_size)))
+        self._last_metrics.update(
+            model_and_sac_update(self.agent, self.replay, self.rng, s.model_batch_size, s.sac_batch_size))
 
     def _sample(self, batch_size: int):
         return self.agent.to_batch(self.replay.sample(batch_size, self.rng))
