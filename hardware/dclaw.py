@@ -231,15 +231,28 @@ class DClawRobot:
 
         On also re-arms every servo's Bus Watchdog (cleared, goal set, armed again; the valve's
         too, its torque left as it is), so that the claw moves again after a pause that stopped
-        it: the scripted reset starts here.
+        it: the scripted reset starts here. It takes six transactions, all SYNC (a control
+        period at 50 Hz is shorter than 11 servos written one by one): four writes, which get no
+        status packet, a read of the positions and a read-back of Torque Enable, which raises
+        naming any motor whose torque did not come on.
         Off is the safe direction: every motor is written, a motor in hardware error included
         (its Alert bit is not an error here), and the failures are raised together at the end
         as one DynamixelError, so one bad motor cannot leave the others powered."""
         motors = self.joint_ids + ((self.guide_id,) if self.guide_id is not None else ())
         if enabled:
-            for motor_id in motors:
-                self._torque_on(motor_id)
-            self._rearm_watchdog(self.valve_id, None)
+            watched = (*motors, self.valve_id)
+            self.bus.sync_write(REG["bus_watchdog"].address, 1, {i: 0 for i in watched})  # a fired one takes goals again
+            present = np.frombuffer(b"".join(self.bus.sync_read(motors, REG["present_position"].address, 4)), "<i4")
+            goals = {motor_id: self._hold_goal(motor_id, int(counts)) for motor_id, counts in zip(motors, present)}
+            self.bus.sync_write(REG["goal_position"].address, 4, goals)
+            self.bus.sync_write(REG["bus_watchdog"].address, 1, {i: self._watchdog_counts for i in watched})
+            self.bus.sync_write(REG["torque_enable"].address, 1, {i: 1 for i in motors})
+            # Read back (it also orders the writes before anything else the bus is asked).
+            enabled = self.bus.sync_read(motors, REG["torque_enable"].address, 1)
+            off = [motor_id for motor_id, reply in zip(motors, enabled) if reply[0] != 1]
+            if off:
+                raise DynamixelError(f"motor(s) {off} did not switch their torque on; check their power and "
+                                     "cables (`slac-robot check-hardware`)")
             return
         failures = self._torque_off(motors)
         if failures:
@@ -259,18 +272,19 @@ class DClawRobot:
         return failures
 
     def _torque_on(self, motor_id: int) -> None:
-        """Torque on, holding where the motor is (the guide: at the goal last shown)."""
-        shown = self._guide_goal if motor_id == self.guide_id else None
-        self._rearm_watchdog(motor_id, shown if shown is not None else self._present_goal(motor_id))
+        """Torque on for one motor, holding where it is (the guide: at the goal last shown)."""
+        self._rearm_watchdog(motor_id, self._hold_goal(motor_id, self.bus.read(motor_id, "present_position")))
         self.bus.write(motor_id, "torque_enable", 1)
 
-    def _present_goal(self, motor_id: int) -> int:
-        """The present position as a goal (within a joint's limits): the motor will not jump."""
-        present = self.bus.read(motor_id, "present_position")
+    def _hold_goal(self, motor_id: int, present_counts: int) -> int:
+        """The goal that makes enabling the torque harmless: the present position (a joint's within
+        its limits), so the motor does not jump; the guide's, the goal last shown, if any."""
+        if motor_id == self.guide_id and self._guide_goal is not None:
+            return self._guide_goal
         if motor_id in self.joint_ids:
             k = self.joint_ids.index(motor_id)
-            present = int(np.clip(present, self._limit_counts[0][k], self._limit_counts[1][k]))
-        return present
+            return int(np.clip(present_counts, self._limit_counts[0][k], self._limit_counts[1][k]))
+        return present_counts
 
     def _rearm_watchdog(self, motor_id: int, goal_counts: int | None) -> None:
         """Clears the motor's Bus Watchdog (writing 0: one that fired refuses goals until then),

@@ -95,6 +95,15 @@ def test_the_periodic_health_read_finds_a_fired_watchdog_without_a_pause(rig):
             robot.read()
 
 
+def test_torque_on_is_six_sync_transactions_and_every_servo_ends_enabled_and_armed(rig):
+    rig.robot.set_torque(False)
+    before = rig.bus.transactions
+    rig.robot.set_torque(True)
+    assert rig.bus.transactions - before == 6  # whatever the number of servos: a reset at 50 Hz fits
+    assert registers(rig.emulator, (*JOINTS, GUIDE), "torque_enable").tolist() == [1] * 10
+    assert registers(rig.emulator, (*JOINTS, VALVE, GUIDE), "bus_watchdog").tolist() == [ARMED] * 11
+
+
 def test_torque_on_after_a_fired_watchdog_rearms_every_servo(rig):
     robot, emulator = rig.robot, rig.emulator
     robot.hold_valve(0.5)  # the valve motor torqued too, as in the middle of a reset
