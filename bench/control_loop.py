@@ -7,7 +7,8 @@ network sizes, a short random collection and a short model pre-training, so that
 training (model + SAC updates, all the cores but the actor's) for most of the measured ticks. The
 figures count every tick of the session: episode steps and the scripted resets between them.
 
-    .venv/bin/python bench/control_loop.py [env_steps_per_rate [rate_hz ...]]
+    .venv/bin/python bench/control_loop.py [env_steps_per_rate [rate_hz ...]] [-- override ...]
+    e.g. bench/control_loop.py 2000 10 -- session.actor_rt_priority=50
 Goal (issue 6): p99 |period error| <= 2 ms and no overrun at 10 Hz.
 """
 
@@ -38,6 +39,7 @@ def run_session(rate_hz: int, rate_overrides: list[str], env_steps: int, out_dir
         f"schedule.total_env_steps={env_steps}", "schedule.initial_collection_steps=200",
         "schedule.initial_model_updates=20", "schedule.eval_every_episodes=0",
         "session.learner=process", "session.realtime=true", "session.checkpoint_every_updates=100000",
+        *EXTRA,
     ]
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "slac_robot.cli", "train", *overrides],
@@ -51,6 +53,9 @@ def run_session(rate_hz: int, rate_overrides: list[str], env_steps: int, out_dir
     stats["sac_updates"] = int(match[2]) if match else 0
     stats["wall_s"] = wall_s
     return stats
+
+
+EXTRA: list[str] = []  # overrides for every session, from the command line after "--"
 
 
 def main(env_steps: int = 2000, *rates_hz: int) -> None:
@@ -68,4 +73,8 @@ def main(env_steps: int = 2000, *rates_hz: int) -> None:
 
 
 if __name__ == "__main__":
-    main(*(int(a) for a in sys.argv[1:]))
+    args = sys.argv[1:]
+    if "--" in args:
+        EXTRA.extend(args[args.index("--") + 1:])
+        args = args[: args.index("--")]
+    main(*(int(a) for a in args))

@@ -173,6 +173,8 @@ def train(cfg: DictConfig) -> int:
                 "max_trips_in_a_row"):
         require_int(f"session.{key}", session[key])
     require_int("session.learner_threads", session.learner_threads, minimum=0)
+    if not 0 <= require_int("session.actor_rt_priority", session.actor_rt_priority, minimum=0) <= 99:
+        raise ConfigError(f"session.actor_rt_priority={session.actor_rt_priority} must be 0 (off) or 1-99")
     require_int("session.learner_nice", session.learner_nice, minimum=0)
     for key in ("poll_s", "stop_timeout_s"):
         require_positive(f"session.{key}", session[key])
@@ -220,7 +222,9 @@ def train(cfg: DictConfig) -> int:
         where = f"learner process on {device}" if in_process else f"updates inline on {device}"
         print(f"slac-robot train: run directory {run_dir} ({where}; {trainer.progress.episodes} episodes recorded)")
         if learner is not None:
-            learner.start()
+            learner.start()  # before the actor takes a real-time priority: the learner must not inherit it
+        if session.actor_rt_priority:
+            _real_time_priority(session.actor_rt_priority)
         with StopSignal() as stop:
             trainer.train(stop)
     except Interrupted as interrupt:
@@ -251,6 +255,17 @@ def train(cfg: DictConfig) -> int:
     p = trainer.progress
     print(f"{p.env_steps} environment steps, {p.episodes} episodes; results in {run_dir}")
     return 0
+
+
+def _real_time_priority(priority: int) -> None:
+    """Puts this thread (the control loop's) under SCHED_FIFO, or says why it cannot."""
+    import os
+
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except PermissionError:
+        print(f"slac-robot train: session.actor_rt_priority={priority} needs root, CAP_SYS_NICE or an rtprio "
+              "limit (/etc/security/limits.conf); the actor runs as an ordinary process", file=sys.stderr)
 
 
 def _report_control_loop(rate_keeper, run_dir: pathlib.Path) -> None:

@@ -150,6 +150,9 @@ def test_sigint_writes_a_checkpoint_keeps_finished_episodes_and_the_run_resumes(
         (["schedule.sac_batch_size=0"], ["schedule.sac_batch_size"]),
         (["replay.capacity_steps=0"], ["replay.capacity_steps"]),
         (["device=tpu"], ["device", "cpu"]),
+        (["session.learner=cluster"], ["session.learner", "process", "inline"]),
+        (["session.after_trip=ignore"], ["session.after_trip", "reset"]),
+        (["session.actor_rt_priority=120"], ["session.actor_rt_priority", "1-99"]),
     ],
 )
 def test_bad_training_config_exits_2_with_one_line(overrides, must_name, tmp_path, capsys):
