@@ -248,8 +248,8 @@ class DClawRobot:
             self.bus.sync_write(REG["bus_watchdog"].address, 1, {i: self._watchdog_counts for i in watched})
             self.bus.sync_write(REG["torque_enable"].address, 1, {i: 1 for i in motors})
             # Read back (it also orders the writes before anything else the bus is asked).
-            enabled = self.bus.sync_read(motors, REG["torque_enable"].address, 1)
-            off = [motor_id for motor_id, reply in zip(motors, enabled) if reply[0] != 1]
+            torque = self.bus.sync_read(motors, REG["torque_enable"].address, 1)
+            off = [motor_id for motor_id, reply in zip(motors, torque) if reply[0] != 1]
             if off:
                 raise DynamixelError(f"motor(s) {off} did not switch their torque on; check their power and "
                                      "cables (`slac-robot check-hardware`)")
