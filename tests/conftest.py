@@ -7,6 +7,7 @@ particular config build fresh ones through `make_fresh_env`, which closes them a
 
 from __future__ import annotations
 
+import dynamixel_sdk as sdk
 import numpy as np
 import pytest
 
@@ -68,3 +69,18 @@ def safety_limits():
     """(lower, upper) joint limits from the rollout config's safety section."""
     safety = compose().safety
     return np.asarray(safety.joint_lower_rad, dtype=float), np.asarray(safety.joint_upper_rad, dtype=float)
+
+
+# dynamixel-sdk on a test file's `emulator` fixture (a BusEmulator): the port at 1 Mbps, and
+# the Protocol 2.0 packet handler.
+@pytest.fixture
+def port(emulator):
+    handler = sdk.PortHandler(emulator.device_path)
+    assert handler.openPort() and handler.setBaudRate(1_000_000)
+    yield handler
+    handler.closePort()
+
+
+@pytest.fixture
+def ph():
+    return sdk.PacketHandler(2.0)

@@ -36,19 +36,6 @@ def emulator():
         yield emu
 
 
-@pytest.fixture
-def port(emulator):
-    handler = sdk.PortHandler(emulator.device_path)
-    assert handler.openPort() and handler.setBaudRate(1_000_000)
-    yield handler
-    handler.closePort()
-
-
-@pytest.fixture
-def ph():
-    return sdk.PacketHandler(2.0)
-
-
 def raw_exchange(path: str, request: bytes, reply_bytes: int, timeout_s: float = 1.0) -> bytes:
     with serial.Serial(path, 1_000_000, timeout=timeout_s) as line:
         line.write(request)

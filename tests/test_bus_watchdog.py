@@ -37,19 +37,6 @@ def emulator():
         yield emu
 
 
-@pytest.fixture
-def port(emulator):
-    handler = sdk.PortHandler(emulator.device_path)
-    assert handler.openPort() and handler.setBaudRate(1_000_000)
-    yield handler
-    handler.closePort()
-
-
-@pytest.fixture
-def ph():
-    return sdk.PacketHandler(2.0)
-
-
 def arm(port, ph, motor_id: int, counts: int, goal: int = 2048) -> float:
     """Torque on, a goal, the watchdog armed; returns a time before the arming write went out."""
     assert ph.write1ByteTxRx(port, motor_id, TORQUE, 1) == (sdk.COMM_SUCCESS, 0)

@@ -353,9 +353,9 @@ def last_layer(actor: torch.nn.Module) -> torch.nn.Linear:
     return [m for m in actor.modules() if isinstance(m, torch.nn.Linear)][-1]
 
 
-def test_nan_actions_are_refused_then_trip_and_the_session_goes_on(make_session):
-    session = make_session()
-    layer = last_layer(session.trainer.agent.actor)
+def nan_switch(actor: torch.nn.Module):
+    """(diverge, restore): fill the actor's last layer with NaN, and put its weights back."""
+    layer = last_layer(actor)
     good = layer.weight.detach().clone()
 
     def diverge():
@@ -365,6 +365,13 @@ def test_nan_actions_are_refused_then_trip_and_the_session_goes_on(make_session)
     def restore():
         with torch.no_grad():
             layer.weight.copy_(good)
+
+    return diverge, restore
+
+
+def test_nan_actions_are_refused_then_trip_and_the_session_goes_on(make_session):
+    session = make_session()
+    diverge, restore = nan_switch(session.trainer.agent.actor)
 
     session.at_reset[2] = diverge  # every action of episode 2 is NaN
     session.at_reset[3] = restore
@@ -382,16 +389,7 @@ def test_a_single_nan_action_is_held_and_recorded_as_the_hold(make_session):
     """One non-finite action late in an episode: the claw holds, the episode goes on to its end,
     and what the replay (and the policy's history) records is the hold, never the NaN."""
     session = make_session()
-    layer = last_layer(session.trainer.agent.actor)
-    good = layer.weight.detach().clone()
-
-    def diverge():
-        with torch.no_grad():
-            layer.weight.fill_(float("nan"))
-
-    def restore():
-        with torch.no_grad():
-            layer.weight.copy_(good)
+    diverge, restore = nan_switch(session.trainer.agent.actor)
 
     # The action of step 8 is computed after step 7 and before step 8: NaN for that one.
     last = EPISODE_STEPS - 1
