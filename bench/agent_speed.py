@@ -22,7 +22,7 @@ import time
 import numpy as np
 import torch
 
-from slac_robot.agent.agent import SlacAgent, SlacConfig
+from slac_robot.agent.slac import SlacAgent, SlacConfig
 
 PORT_COMBINED_PER_S = 0.43  # toshikwa/slac.pytorch on a 2-core CPU machine like CI's (FACTS.md)
 ACTION_DIM, GOAL_DIM, STEPS = 9, 2, 8

@@ -28,7 +28,9 @@ if TYPE_CHECKING:
     import gymnasium as gym
     import torch
 
-    from slac_robot.agent.agent import SlacAgent
+    from slac_robot.agent.base import Agent
+    from slac_robot.agent.sac_baseline import SacAgent
+    from slac_robot.agent.slac import SlacAgent
     from slac_robot.agent.replay import SequenceReplay
     from slac_robot.calibration.boards import Board
     from slac_robot.calibration.joints import JointCalibration
@@ -503,44 +505,84 @@ def resolve_device(name: str) -> "torch.device":
     return device
 
 
-def make_agent(agent: DictConfig, env: "gym.Env", device: "torch.device") -> "SlacAgent":
-    """Builds the SLAC agent for env's action and goal sizes from the `agent` config group."""
-    from slac_robot.agent.agent import SlacAgent, SlacConfig
+AGENTS = ("slac", "sac")  # agent.kind: SLAC, or SAC without a latent model (agent.observation says from what)
 
+
+def vector_dims(observation_space) -> dict[str, int]:
+    """The vector observations of an env (every key but the image), name -> size."""
+    return {k: space.shape[0] for k, space in observation_space.spaces.items() if k != "image"}
+
+
+def make_agent(agent: DictConfig, env: "gym.Env", device: "torch.device") -> "Agent":
+    """Builds the agent that the `agent` config group names (agent.kind: slac | sac) for env's
+    action and observation sizes; a bad value raises ConfigError naming the key."""
     kwargs = _plain(agent)
     kwargs.pop("name")
+    kind = kwargs.pop("kind")
+    if kind not in AGENTS:
+        raise ConfigError(f"agent.kind={kind!r} is not one of: {', '.join(AGENTS)}")
     kwargs["hidden"] = tuple(kwargs["hidden"])
-    require_int("agent.sequence_length", kwargs["sequence_length"], minimum=2)
-    for key in ("z1_dim", "z2_dim"):
-        require_int(f"agent.{key}", kwargs[key])
-    for key in ("width", "image_std", "model_lr", "actor_lr", "critic_lr", "alpha_lr", "initial_alpha", "tau"):
+    for key in ("actor_lr", "critic_lr", "alpha_lr", "initial_alpha", "tau"):
         require_positive(f"agent.{key}", kwargs[key])
     if not 0.0 <= kwargs["gamma"] < 1.0:
         raise ConfigError(f"agent.gamma={kwargs['gamma']} must lie in [0, 1)")
+    dims = vector_dims(env.observation_space)
     image_shape = env.observation_space["image"].shape
+    needs_64 = ConfigError(
+        f"the agent's image encoder takes 64x64 images, the camera gives {image_shape[1]}x{image_shape[0]}; "
+        "set camera.width_px=64 camera.height_px=64"
+    )
+    try:
+        if kind == "slac":
+            return _make_slac(kwargs, env.action_space.shape[0], dims, image_shape, needs_64, device)
+        return _make_sac(kwargs, env.action_space.shape[0], dims, image_shape, needs_64, device)
+    except KeyError as error:  # an observation the agent reads is not there
+        raise ConfigError(f"agent={agent.name}: {error.args[0]}") from None
+
+
+def _make_slac(kwargs, action_dim, dims, image_shape, needs_64, device) -> "SlacAgent":
+    from slac_robot.agent.slac import SlacAgent, SlacConfig
+
+    require_int("agent.sequence_length", kwargs["sequence_length"], minimum=2)
+    for key in ("z1_dim", "z2_dim"):
+        require_int(f"agent.{key}", kwargs[key])
+    for key in ("width", "image_std", "model_lr"):
+        require_positive(f"agent.{key}", kwargs[key])
     if image_shape[:2] != (64, 64):
-        raise ConfigError(
-            f"SLAC's encoder and decoder take 64x64 images, the camera gives {image_shape[1]}x{image_shape[0]}; "
-            "set camera.width_px=64 camera.height_px=64"
-        )
-    goal_space = env.observation_space.spaces.get("goal")
-    goal_dim = goal_space.shape[0] if goal_space is not None else 0
-    return SlacAgent(env.action_space.shape[0], goal_dim, SlacConfig(**kwargs), device)
+        raise needs_64
+    return SlacAgent(action_dim, dims, SlacConfig(**kwargs), device)
+
+
+def _make_sac(kwargs, action_dim, dims, image_shape, needs_64, device) -> "SacAgent":
+    from slac_robot.agent.sac_baseline import AUGMENTATIONS, OBSERVATIONS, SacAgent, SacConfig
+
+    kwargs["state_keys"] = tuple(kwargs["state_keys"])
+    for key, choices in (("observation", OBSERVATIONS), ("augmentation", AUGMENTATIONS)):
+        if kwargs[key] not in choices:
+            raise ConfigError(f"agent.{key}={kwargs[key]!r} is not one of: {', '.join(choices)}")
+    require_int("agent.frame_stack", kwargs["frame_stack"])
+    require_int("agent.feature_dim", kwargs["feature_dim"])
+    require_int("agent.shift_px", kwargs["shift_px"], minimum=0)
+    for key in ("width", "encoder_tau"):
+        require_positive(f"agent.{key}", kwargs[key])
+    if kwargs["observation"] == "pixels" and image_shape[:2] != (64, 64):
+        raise needs_64
+    return SacAgent(action_dim, dims, SacConfig(**kwargs), device)
 
 
 def make_replay(
     replay: DictConfig, directory: pathlib.Path, env: "gym.Env", sequence_length: int, episode_steps: int
 ) -> "SequenceReplay":
-    """The on-disk sequence replay for env's observations (episodes already there are loaded)."""
+    """The on-disk sequence replay for env's observations (episodes already there are loaded):
+    the image and every vector observation, whichever the agent reads (the probe reads the rest)."""
     from slac_robot.agent.replay import SequenceReplay
 
-    goal_space = env.observation_space.spaces.get("goal")
     return SequenceReplay(
         directory,
         action_dim=env.action_space.shape[0],
         capacity_steps=require_int("replay.capacity_steps", replay.capacity_steps),
         sequence_length=sequence_length,
         image_shape=env.observation_space["image"].shape,
-        extras={"goal": goal_space.shape[0]} if goal_space is not None else {},
+        extras=vector_dims(env.observation_space),
         expected_episode_steps=episode_steps,
     )

@@ -35,7 +35,7 @@ def rollout(cfg: DictConfig) -> int:
 
 
 def evaluate(cfg: DictConfig) -> int:
-    """Runs a trained SLAC policy (a run's newest checkpoint, or one file); see configs/eval.yaml."""
+    """Runs a trained policy (a run's newest checkpoint, or one file); see configs/eval.yaml."""
     from slac_robot.agent.checkpoint import CheckpointError, list_checkpoints
 
     if (cfg.run is None) == (cfg.checkpoint is None):
@@ -55,44 +55,41 @@ def evaluate(cfg: DictConfig) -> int:
     if saved.is_file():
         cfg.agent = OmegaConf.load(saved).agent
     try:
-        policy_state, path = _readable_policy(paths)
+        return _run_rollout(cfg, "eval", lambda env: _trained_policy(cfg, env, paths))
     except CheckpointError as error:
         print(f"slac-robot eval: {error}", file=sys.stderr)
         return 1
-    print(f"slac-robot eval: policy from {path} ({policy_state['sac_updates']} SAC updates)")
-    return _run_rollout(cfg, "eval", lambda env: _slac_policy(cfg, env, policy_state))
 
 
-def _readable_policy(paths: list[pathlib.Path]):
-    """The policy weights of the first readable file in paths (newest first), and its path."""
+def _trained_policy(cfg: DictConfig, env, paths: list[pathlib.Path]):
+    """The agent of cfg.agent with the weights of the first readable file in paths (newest first)."""
     import warnings
 
+    import torch
+
     from slac_robot.agent.checkpoint import CheckpointError
+    from slac_robot.agent.policy import AgentPolicy
+    from slac_robot.backends import make_agent
     from slac_robot.runtime.learner import load_policy
 
+    agent = make_agent(cfg.agent, env, torch.device("cpu"))
     errors = []
     for path in paths:
         try:
-            return load_policy(path), path
+            policy_state = load_policy(path, agent)
+            break
         except CheckpointError as error:
             errors.append(str(error))
             warnings.warn(f"{error}; trying an older one", stacklevel=2)
-    raise CheckpointError("; ".join(errors))
-
-
-def _slac_policy(cfg: DictConfig, env, policy_state):
-    import torch
-
-    from slac_robot.agent.policy import SlacPolicy
-    from slac_robot.backends import make_agent
-
-    agent = make_agent(cfg.agent, env, torch.device("cpu"))
+    else:
+        raise CheckpointError("; ".join(errors))
     try:
         agent.load_policy_state_dict(policy_state)
     except RuntimeError as error:
         raise ConfigError(f"the policy's weights do not fit agent sizes of {cfg.run or cfg.checkpoint}'s config: "
                           f"{str(error).splitlines()[0]}") from None
-    return SlacPolicy(agent, env.observation_space["image"].shape, explore=bool(cfg.explore))
+    print(f"slac-robot eval: policy from {path} ({policy_state['sac_updates']} SAC updates)")
+    return AgentPolicy(agent, env.observation_space, explore=bool(cfg.explore))
 
 
 def _run_rollout(cfg: DictConfig, command: str, make_policy) -> int:
@@ -146,7 +143,7 @@ def train(cfg: DictConfig) -> int:
     <run>/safety_events.jsonl; any stop, fault or crash leaves the robot safe."""
     from slac_robot.agent.checkpoint import CheckpointError
     from slac_robot.agent.replay import BackgroundEpisodeWriter, recorded_episodes
-    from slac_robot.backends import make_agent, make_env, make_replay, resolve_device
+    from slac_robot.backends import make_agent, make_env, make_replay, resolve_device, vector_dims
     from slac_robot.runtime.clock import RateKeeper
     from slac_robot.runtime.learner import LearnerDied, LearnerProcess
     from slac_robot.runtime.stop import Interrupted, StopSignal
@@ -203,12 +200,12 @@ def train(cfg: DictConfig) -> int:
             obs_space = env.observation_space
             # Episode files are written by a thread: the control loop never waits for the disk.
             replay = BackgroundEpisodeWriter(run_dir / "replay", env.action_space.shape[0],
-                                             obs_space["image"].shape, {"goal": obs_space["goal"].shape[0]})
+                                             obs_space["image"].shape, vector_dims(obs_space))
             learner = LearnerProcess(run_dir, OmegaConf.to_container(cfg, resolve=True), obs_space,
                                      env.action_space, fps=1.0 / env.clock.period_s, nice=session.learner_nice)
         else:
             agent = make_agent(cfg.agent, env, device)
-            replay = make_replay(cfg.replay, run_dir / "replay", env, agent.cfg.sequence_length, env.task.episode_steps)
+            replay = make_replay(cfg.replay, run_dir / "replay", env, agent.sequence_length, env.task.episode_steps)
         OmegaConf.save(cfg, run_dir / "config.yaml")
         trainer = Trainer(
             env, env, agent, replay, schedule, run_dir, seed=cfg.seed, video_scale=cfg.video.scale,

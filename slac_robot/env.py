@@ -22,6 +22,7 @@ from slac_robot.safety import ActionFilter, EventLog, Fault, HealthMonitor, Rese
 from slac_robot.safety.monitor import BACKEND_ERRORS, fault_from_error
 from slac_robot.safety.safe_stop import STOP_MODES, make_safe
 from slac_robot.tasks import ValveTurnTask
+from slac_robot.tasks.valve_turn import angle_features
 
 
 class ValveTurnEnv(gym.Env):
@@ -30,6 +31,8 @@ class ValveTurnEnv(gym.Env):
     Observation: dict with
       image:     uint8 (H, W, 3), the agent camera's newest frame;
       joint_pos: float32 (9,), measured joint angles in radians;
+      valve:     float32 (2,), (cos, sin) of the measured valve angle (the valve servo's reading
+                 on hardware): for SAC from the state, and to probe what an image agent learnt;
       goal:      float32 (2,), (cos, sin) of the goal angle.
     Action: float32 (9,) in [-1, 1], mapped by the safety layer onto the joint target limits.
     A non-finite action is refused (the claw holds); that step's info then has "held_action",
@@ -96,6 +99,7 @@ class ValveTurnEnv(gym.Env):
             {
                 "image": gym.spaces.Box(0, 255, shape=image_shape, dtype=np.uint8),
                 "joint_pos": gym.spaces.Box(-math.pi, math.pi, shape=(n,), dtype=np.float32),
+                "valve": gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32),
                 "goal": gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32),
             }
         )
@@ -212,6 +216,7 @@ class ValveTurnEnv(gym.Env):
         return {
             "image": frame.image,
             "joint_pos": np.clip(state.joint_pos_rad, -math.pi, math.pi).astype(np.float32),
+            "valve": angle_features(state.valve_pos_rad),
             "goal": self.task.goal_features(self.goal_rad),
         }
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from slac_robot.agent.agent import SlacAgent, SlacConfig
+from slac_robot.agent.slac import SlacAgent, SlacConfig
 from slac_robot.agent.checkpoint import (
     CheckpointError,
     checkpoint_path,
@@ -25,7 +25,7 @@ ACTION_DIM, GOAL_DIM = 3, 2
 
 def make_agent(seed: int = 0, **overrides) -> SlacAgent:
     torch.manual_seed(seed)
-    return SlacAgent(ACTION_DIM, GOAL_DIM, SlacConfig(**{**SMALL, **overrides}))
+    return SlacAgent(ACTION_DIM, {"goal": GOAL_DIM}, SlacConfig(**{**SMALL, **overrides}))
 
 
 def make_sample(batch: int, seed: int = 0, steps: int = 8) -> dict[str, np.ndarray]:
@@ -201,23 +201,25 @@ def _loss_args(agent, sample):
 
 
 def test_policy_history_pads_the_episode_start_and_rolls():
-    history = PolicyHistory(length=4, image_shape=(2, 2, 3), action_dim=2)
+    history = PolicyHistory(length=4, image_shape=(2, 2, 3), action_dim=2, vector_dims={"goal": 2})
     first = np.full((2, 2, 3), 7, np.uint8)
-    history.reset(first, np.array([1.0, 0.0]))
+    history.reset({"image": first, "goal": np.array([1.0, 0.0])})
     assert np.all(history.frames == 7) and np.all(history.actions == 0)
+    np.testing.assert_array_equal(history.vectors["goal"], [[1.0, 0.0]] * 4)
     for k in range(1, 6):
-        history.push(np.full(2, k, np.float32), np.full((2, 2, 3), 10 + k, np.uint8))
+        history.push(np.full(2, k, np.float32), {"image": np.full((2, 2, 3), 10 + k, np.uint8), "goal": np.full(2, k)})
     assert [int(f[0, 0, 0]) for f in history.frames] == [12, 13, 14, 15]
     assert [int(a[0]) for a in history.actions] == [3, 4, 5]  # the actions between those frames
+    assert [int(g[0]) for g in history.vector(["goal"])] == [2, 3, 4, 5]
 
 
 def test_act_gives_bounded_actions_and_a_repeatable_evaluation_action():
     agent = make_agent()
     rng = np.random.default_rng(0)
-    frames = rng.integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
-    actions = rng.uniform(-1, 1, (7, ACTION_DIM)).astype(np.float32)
-    goal = np.array([1.0, 0.0], np.float32)
-    sampled = agent.act(frames, actions, goal, explore=True)
+    history = PolicyHistory(8, (64, 64, 3), ACTION_DIM, {"goal": GOAL_DIM})
+    history.frames[:] = rng.integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
+    history.actions[:] = rng.uniform(-1, 1, (7, ACTION_DIM))
+    history.vectors["goal"][:] = [1.0, 0.0]
+    sampled = agent.act(history, explore=True)
     assert sampled.shape == (ACTION_DIM,) and np.all(np.abs(sampled) <= 1)
-    np.testing.assert_array_equal(agent.act(frames, actions, goal, explore=False),
-                                  agent.act(frames, actions, goal, explore=False))
+    np.testing.assert_array_equal(agent.act(history, explore=False), agent.act(history, explore=False))

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from slac_robot.agent.agent import SlacAgent, SlacConfig
+from slac_robot.agent.slac import SlacAgent, SlacConfig
 from slac_robot.agent.checkpoint import CheckpointError
+from slac_robot.agent.history import PolicyHistory
 from slac_robot.agent.replay import EpisodeWriter, SequenceReplay
 from slac_robot.runtime.learner import POLICY_FILE, Learner, PolicySubscriber, load_policy, publish_policy
 from slac_robot.runtime.learning_check import AGENT
@@ -24,7 +25,7 @@ SCHEDULE = Schedule(
 
 
 def agent() -> SlacAgent:
-    return SlacAgent(ACTIONS, goal_dim=2, cfg=AGENT)
+    return SlacAgent(ACTIONS, {"goal": 2}, cfg=AGENT)
 
 
 def write_episodes(folder, count: int, seed: int = 0) -> None:
@@ -54,11 +55,8 @@ def test_a_published_policy_is_taken_up_once(tmp_path):
     assert state is not None and subscriber.poll() is None  # one stat() later: nothing new
     actor = agent()
     actor.load_policy_state_dict(state)
-    frames = np.zeros((AGENT.sequence_length, *SHAPE), np.uint8)
-    actions = np.zeros((AGENT.sequence_length - 1, ACTIONS), np.float32)
-    goal = np.zeros(2, np.float32)
-    np.testing.assert_array_equal(actor.act(frames, actions, goal, explore=False),
-                                  source.act(frames, actions, goal, explore=False))
+    history = PolicyHistory(AGENT.sequence_length, SHAPE, ACTIONS, {"goal": 2})
+    np.testing.assert_array_equal(actor.act(history, explore=False), source.act(history, explore=False))
     publish_policy(tmp_path, source, env_steps=8)
     assert subscriber.poll() is not None and subscriber.version == 2
 
@@ -94,7 +92,7 @@ def test_a_learner_resumes_from_its_checkpoint_and_eval_reads_it(tmp_path):
     assert second.pretrained and second.agent.sac_updates == 1
     for name, value in first.agent.actor.state_dict().items():
         assert torch.equal(value, second.agent.actor.state_dict()[name])
-    policy = load_policy(path)
+    policy = load_policy(path, agent())
     assert policy["sac_updates"] == 1 and set(policy) == {"encoder", "actor", "model_updates", "sac_updates"}
     agent().load_policy_state_dict(policy)  # the checkpoint's encoder and actor fit an acting agent
 
@@ -102,4 +100,4 @@ def test_a_learner_resumes_from_its_checkpoint_and_eval_reads_it(tmp_path):
 def test_an_unreadable_policy_file_names_itself(tmp_path):
     (tmp_path / POLICY_FILE).write_bytes(b"not a policy")
     with pytest.raises(CheckpointError, match=POLICY_FILE):
-        load_policy(tmp_path / POLICY_FILE)
+        load_policy(tmp_path / POLICY_FILE, agent())

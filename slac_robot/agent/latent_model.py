@@ -13,6 +13,8 @@ Because the z2 conditionals are shared, the ELBO's KL terms are those of z1 only
   ELBO = sum_t E_q[ log p(x_t | z_t) - KL(q(z1_t | .) || p(z1_t | .)) + log p(r_t | z_t, a_t, z_{t+1}) ]
 
 Tensors: images (B, T+1, 3, 64, 64) float in [-0.5, 0.5]; actions (B, T, A); rewards (B, T).
+Proprioception (optional): the joint angles the servos report, (B, T+1, P), go beside the image
+features into the posterior q(z1 | x, ...), so the latent state need not find the joints in pixels.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ class ModelLoss:
     kl: torch.Tensor
     image_nll: torch.Tensor
     reward_nll: torch.Tensor
+    features: torch.Tensor  # the encoder's features of the images (B, T+1, F), for the SAC step
+    posterior: Posterior
 
 
 def _sample(mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
@@ -66,7 +70,8 @@ class LatentModel(nn.Module):
 
     action_dim: |A|. z1_dim, z2_dim: latent sizes (paper: 32, 256). hidden: the Gaussian heads'
     MLP widths (paper: 256, 256). width: channel multiplier of the image networks (paper: 1).
-    image_std: the decoder's fixed standard deviation, in the [-0.5, 0.5] pixel scale."""
+    image_std: the decoder's fixed standard deviation, in the [-0.5, 0.5] pixel scale.
+    proprio_dim: size of the proprioceptive vector beside the image features (0: none)."""
 
     def __init__(
         self,
@@ -76,11 +81,13 @@ class LatentModel(nn.Module):
         hidden: tuple[int, ...] = (256, 256),
         width: float = 1.0,
         image_std: float = 0.1**0.5,
+        proprio_dim: int = 0,
     ):
         super().__init__()
         self.z1_dim, self.z2_dim, self.image_std = z1_dim, z2_dim, float(image_std)
         self.encoder = Encoder(width)
-        feature_dim = self.encoder.feature_dim
+        feature_dim = self.encoder.feature_dim + proprio_dim
+        self.proprio_dim = proprio_dim
         self.decoder = Decoder(z1_dim + z2_dim, width)
         # p(z2_1 | z1_1) and p(z2_{t+1} | z1_{t+1}, z2_t, a_t): shared by prior and posterior.
         self.z2_init = Gaussian(z1_dim, z2_dim, hidden)
@@ -103,8 +110,12 @@ class LatentModel(nn.Module):
         batch, steps = images.shape[:2]
         return self.encoder(images.flatten(0, 1)).view(batch, steps, -1)
 
-    def posterior(self, features: torch.Tensor, actions: torch.Tensor) -> Posterior:
-        """Filters z_{1:T+1} ~ q(. | x_{1:T+1}, a_{1:T}); step t sees only x_{1:t} and a_{1:t-1}."""
+    def posterior(self, features: torch.Tensor, actions: torch.Tensor, proprio: torch.Tensor | None = None) -> Posterior:
+        """Filters z_{1:T+1} ~ q(. | x_{1:T+1}, a_{1:T}); step t sees only x_{1:t} and a_{1:t-1}.
+
+        features: the encoder's (B, T+1, F); proprio: (B, T+1, P) when proprio_dim > 0."""
+        if self.proprio_dim:
+            features = torch.cat([features, proprio], dim=-1)
         z1_mean, z1_std = self.z1_posterior_init(features[:, 0])
         z1 = _sample(z1_mean, z1_std)
         z2 = _sample(*self.z2_init(z1))
@@ -131,13 +142,15 @@ class LatentModel(nn.Module):
         actions: torch.Tensor,
         rewards: torch.Tensor,
         valid: torch.Tensor | None = None,
+        proprio: torch.Tensor | None = None,
     ) -> ModelLoss:
         """The negative ELBO of a batch of sequences.
 
         valid: optional (B, T+1) bool mask; steps padded before an episode's first frame
-        (False) add no image or KL term, and transitions into them no reward term."""
+        (False) add no image or KL term, and transitions into them no reward term.
+        proprio: (B, T+1, P) joint angles when the model takes them."""
         features = self.encode(images)
-        post = self.posterior(features, actions)
+        post = self.posterior(features, actions, proprio)
         prior_mean, prior_std = self.z1_prior(post.z2, actions)
         kl = gaussian_kl(post.z1_mean, post.z1_std, prior_mean, prior_std).sum(-1)  # (B, T+1)
 
@@ -155,18 +168,18 @@ class LatentModel(nn.Module):
         kl_term = kl.sum(1).mean()
         image_nll = -image_ll.sum(1).mean()
         reward_nll = -reward_ll.sum(1).mean()
-        return ModelLoss(kl_term + image_nll + reward_nll, kl_term, image_nll, reward_nll)
+        return ModelLoss(kl_term + image_nll + reward_nll, kl_term, image_nll, reward_nll, features, post)
 
     @torch.no_grad()
     def reconstruct_and_predict(
-        self, images: torch.Tensor, actions: torch.Tensor
+        self, images: torch.Tensor, actions: torch.Tensor, proprio: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Decoded posterior samples, and open-loop prior predictions from the first frame.
 
         The paper's figure of image sequences: row 1 ground truth, row 2 the posterior's
         reconstructions (x_{1:T+1} seen), row 3 the prior's predictions (only x_1 seen, then the
         actions). Returns two tensors shaped like images."""
-        post = self.posterior(self.encode(images), actions)
+        post = self.posterior(self.encode(images), actions, proprio)
         reconstruction = self.decoder(post.z.flatten(0, 1)).view_as(images)
         z1, z2 = post.z1[:, 0], post.z2[:, 0]
         zs = [torch.cat([z1, z2], dim=-1)]

@@ -48,13 +48,14 @@ def _channels(width: float) -> tuple[int, int, int, int, int]:
 
 
 class Encoder(nn.Module):
-    """x (N, 3, 64, 64) float in [-0.5, 0.5] -> features (N, feature_dim)."""
+    """x (N, C, 64, 64) float in [-0.5, 0.5] -> features (N, feature_dim); C = 3 for one RGB
+    image, 3k for k stacked frames (SAC from pixels)."""
 
-    def __init__(self, width: float = 1.0):
+    def __init__(self, width: float = 1.0, in_channels: int = 3):
         super().__init__()
         c1, c2, c3, c4, c5 = _channels(width)
         self.net = nn.Sequential(
-            nn.Conv2d(3, c1, 5, 2, 2), LeakyReLU(),  # 32x32
+            nn.Conv2d(in_channels, c1, 5, 2, 2), LeakyReLU(),  # 32x32
             nn.Conv2d(c1, c2, 3, 2, 1), LeakyReLU(),  # 16x16
             nn.Conv2d(c2, c3, 3, 2, 1), LeakyReLU(),  # 8x8
             nn.Conv2d(c3, c4, 3, 2, 1), LeakyReLU(),  # 4x4

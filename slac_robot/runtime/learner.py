@@ -24,7 +24,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from slac_robot.agent.agent import SlacAgent
+from slac_robot.agent.base import Agent
 from slac_robot.agent.checkpoint import (
     CheckpointError,
     checkpoint_path,
@@ -35,12 +35,12 @@ from slac_robot.agent.checkpoint import (
 )
 from slac_robot.agent.replay import SequenceReplay
 from slac_robot.runtime.media import write_model_media
-from slac_robot.runtime.train import Schedule, model_and_sac_update
+from slac_robot.runtime.train import Schedule
 
 POLICY_FILE = "policy.pt"
 
 
-def publish_policy(run_dir: pathlib.Path, agent: SlacAgent, env_steps: int) -> None:
+def publish_policy(run_dir: pathlib.Path, agent: Agent, env_steps: int) -> None:
     """Writes the policy's weights where the actor looks for them (atomically: it never reads half)."""
     save_checkpoint(pathlib.Path(run_dir) / POLICY_FILE, {"policy": agent.policy_state_dict(), "env_steps": env_steps})
 
@@ -82,7 +82,7 @@ class Learner:
 
     def __init__(
         self,
-        agent: SlacAgent,
+        agent: Agent,
         replay: SequenceReplay,
         schedule: Schedule,
         run_dir: pathlib.Path,
@@ -146,20 +146,17 @@ class Learner:
     def pretrain(self, should_stop: Callable[[], bool]) -> None:
         """The paper's model-only pre-training on the initial data (a stop is honoured between
         updates; the pre-training then starts over on resume)."""
-        for _ in range(self.schedule.initial_model_updates):
+        updates = self.schedule.initial_model_updates if self.agent.has_latent_model else 0
+        for _ in range(updates):
             if should_stop():
                 return
-            self._metrics.update(self.agent.update_model(self._sample(self.schedule.model_batch_size)))
+            self._metrics.update(self.agent.pretrain_step(self.replay, self.rng, self.schedule.model_batch_size))
         self.pretrained = True
         publish_policy(self.run_dir, self.agent, self.replay.total_steps)
 
     def update(self) -> None:
         s = self.schedule
-        self._metrics.update(
-            model_and_sac_update(self.agent, self.replay, self.rng, s.model_batch_size, s.sac_batch_size))
-
-    def _sample(self, batch_size: int):
-        return self.agent.to_batch(self.replay.sample(batch_size, self.rng))
+        self._metrics.update(self.agent.train_step(self.replay, self.rng, s.model_batch_size, s.sac_batch_size))
 
     # ----- logging -----
     @property
@@ -205,6 +202,8 @@ class Learner:
         path = checkpoint_path(self.run_dir / "checkpoints", self.replay.total_steps)
         save_checkpoint(path, self.state_dict())
         prune_checkpoints(self.run_dir / "checkpoints", self.schedule.keep_checkpoints)
+        if not self.agent.has_latent_model:
+            return path
         videos = self.run_dir / "videos"
         videos.mkdir(exist_ok=True)
         write_model_media(self.agent, self.replay.sample(1, np.random.default_rng(self.replay.total_steps)),
@@ -261,7 +260,7 @@ def learner_main(
         torch.manual_seed(conf.seed)
         spaces = SimpleNamespace(observation_space=observation_space, action_space=action_space)
         agent = make_agent(conf.agent, spaces, device)
-        replay = make_replay(conf.replay, run_dir_path / "replay", spaces, agent.cfg.sequence_length,
+        replay = make_replay(conf.replay, run_dir_path / "replay", spaces, agent.sequence_length,
                              int(conf.task.episode_steps))
         schedule = Schedule(**conf.schedule)
         learner = Learner(
@@ -290,23 +289,21 @@ def learner_main(
     log.flush()
 
 
-def load_policy(path: pathlib.Path) -> dict[str, Any]:
-    """The policy weights (as SlacAgent.policy_state_dict) of a checkpoint or a published policy
-    file, for `slac-robot eval`. Raises CheckpointError naming an unreadable file."""
+def load_policy(path: pathlib.Path, agent: Agent) -> dict[str, Any]:
+    """The policy weights (as agent.policy_state_dict gives them) of a checkpoint or a published
+    policy file, for `slac-robot eval`. Raises CheckpointError naming an unreadable file."""
     path = pathlib.Path(path)
     if path.name == POLICY_FILE:
         try:
             return torch.load(path, map_location="cpu", weights_only=True)["policy"]
         except Exception as error:
             raise CheckpointError(f"policy file {path} is unreadable ({type(error).__name__}: {error})") from None
-    agent = load_checkpoint(path)["agent"]
-    prefix = "encoder."
-    return {
-        "encoder": {k[len(prefix):]: v for k, v in agent["model"].items() if k.startswith(prefix)},
-        "actor": agent["actor"],
-        "model_updates": agent["model_updates"],
-        "sac_updates": agent["sac_updates"],
-    }
+    state = load_checkpoint(path)["agent"]
+    try:
+        return agent.policy_from_state_dict(state)
+    except KeyError as error:
+        raise CheckpointError(f"checkpoint {path} holds no {error} weights: it was written by another agent "
+                              "than its run's config.yaml names") from None
 
 
 class LearnerDied(RuntimeError):

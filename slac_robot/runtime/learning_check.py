@@ -13,7 +13,7 @@ import pathlib
 import numpy as np
 import torch
 
-from slac_robot.agent.agent import SlacAgent, SlacConfig
+from slac_robot.agent.slac import SlacAgent, SlacConfig
 from slac_robot.agent.replay import SequenceReplay
 from slac_robot.runtime.train import EvalResult, Schedule, Trainer
 from slac_robot.tasks.point_reach import PointReachEnv, reference_scores
@@ -42,7 +42,7 @@ def train_point_reach(out_dir: pathlib.Path, seed: int = 0, show_progress: bool 
     torch.manual_seed(seed)
     schedule = dataclasses.replace(SCHEDULE, **schedule_changes)
     env, eval_env = PointReachEnv(**ENV_KWARGS), PointReachEnv(**ENV_KWARGS)
-    agent = SlacAgent(action_dim=2, goal_dim=2, cfg=AGENT)
+    agent = SlacAgent(action_dim=2, vector_dims={"goal": 2}, cfg=AGENT)
     replay = SequenceReplay(pathlib.Path(out_dir) / "replay", action_dim=2, capacity_steps=10_000,
                             sequence_length=AGENT.sequence_length, extras={"goal": 2},
                             expected_episode_steps=env.episode_steps)

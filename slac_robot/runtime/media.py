@@ -12,7 +12,8 @@ from typing import Any
 import imageio.v2 as imageio
 import numpy as np
 
-from slac_robot.agent.agent import PIXEL_OFFSET, SlacAgent
+from slac_robot.agent.base import PIXEL_OFFSET
+from slac_robot.agent.slac import SlacAgent
 from slac_robot.runtime.video import VideoWriter
 
 
@@ -25,7 +26,8 @@ def model_rows(agent: SlacAgent, sample: dict[str, np.ndarray]) -> np.ndarray:
     """Ground truth, reconstruction and prediction of the first sequence in a replay sample:
     uint8 (3, T+1, H, W, 3)."""
     batch = agent.to_batch({k: v[:1] for k, v in sample.items()})
-    reconstruction, prediction = agent.model.reconstruct_and_predict(batch.images, batch.actions)
+    reconstruction, prediction = agent.model.reconstruct_and_predict(batch.images, batch.actions,
+                                                                     agent.proprio(batch))
     rows = [batch.images[0], reconstruction[0], prediction[0]]
     return np.stack([_to_uint8(r.float().cpu().numpy()) for r in rows])
 

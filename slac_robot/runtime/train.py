@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from slac_robot.agent.agent import SlacAgent
+from slac_robot.agent.base import Agent
 from slac_robot.agent.checkpoint import checkpoint_path, prune_checkpoints, save_checkpoint
-from slac_robot.agent.history import PolicyHistory
+from slac_robot.agent.policy import make_history
 from slac_robot.agent.replay import SequenceReplay
 from slac_robot.runtime.media import write_model_media
 from slac_robot.runtime.plots import plot_learning_curve
@@ -99,15 +99,6 @@ class SessionHalted(RuntimeError):
     """The session cannot go on by itself (a fault that needs a person, and none answered)."""
 
 
-def model_and_sac_update(agent: SlacAgent, replay: SequenceReplay, rng: np.random.Generator,
-                         model_batch_size: int, sac_batch_size: int) -> dict[str, float]:
-    """One latent-model update and one SAC update, each on a fresh replay sample (the inner step of
-    the paper's Algorithm 1, inline and in the learner process alike); returns their metrics."""
-    metrics = agent.update_model(agent.to_batch(replay.sample(model_batch_size, rng)))
-    metrics.update(agent.update_sac(agent.to_batch(replay.sample(sac_batch_size, rng))))
-    return metrics
-
-
 def _every(count: int, every: int) -> bool:
     return every > 0 and count % every == 0
 
@@ -133,7 +124,7 @@ class Trainer:
         self,
         env: gym.Env,
         eval_env: gym.Env,
-        agent: SlacAgent,
+        agent: Agent,
         replay: SequenceReplay,
         schedule: Schedule,
         run_dir: pathlib.Path,
@@ -272,8 +263,8 @@ class Trainer:
             self.rng = np.random.default_rng((self.seed, p.episodes))
         obs, _ = self.env.reset(seed=int(self.rng.integers(2**31)))
         self.replay.start_episode(obs)
-        history = PolicyHistory(self.agent.cfg.sequence_length, self.image_shape, self.action_dim)
-        history.reset(obs["image"], obs.get("goal"))
+        history = make_history(self.agent, self.env.observation_space)
+        history.reset(obs)
         episode_return, done, info, steps = 0.0, False, {}, 0
         try:
             while not done:
@@ -286,12 +277,12 @@ class Trainer:
                 if p.env_steps < s.initial_collection_steps or not self.policy_ready:
                     action = self.rng.uniform(-1.0, 1.0, self.action_dim).astype(np.float32)
                 else:
-                    action = self.agent.act(history.frames, history.actions, history.goal, explore=True)
+                    action = self.agent.act(history, explore=True)
                 obs, reward, terminated, truncated, info = self.env.step(action)
                 done = terminated or truncated
                 action = info.get("held_action", action)  # a refused (NaN) action: the hold it became
                 self.replay.add(action, reward, obs, terminated, truncated)
-                history.push(action, obs["image"], obs.get("goal"))
+                history.push(action, obs)
                 episode_return += float(reward)
                 p.env_steps += 1
                 steps += 1
@@ -324,20 +315,17 @@ class Trainer:
     def _pretrain_model(self, stop: StopSignal | None) -> None:
         """The paper's model-only pre-training on the initial random data (a stop request is
         honoured between two updates; the pre-training then starts over on resume)."""
-        for _ in tqdm(range(self.schedule.initial_model_updates), desc="pre-train model", unit="update",
+        updates = self.schedule.initial_model_updates if self.agent.has_latent_model else 0
+        for _ in tqdm(range(updates), desc="pre-train model", unit="update",
                       disable=not self.show_progress, leave=False):
             if stop is not None:
                 stop.check()
-            self._last_metrics.update(self.agent.update_model(self._sample(self.schedule.model_batch_size)))
+            self._last_metrics.update(self.agent.pretrain_step(self.replay, self.rng, self.schedule.model_batch_size))
         self.progress.pretrained = True
 
     def _update(self) -> None:
         s = self.schedule
-        self._last_metrics.update(
-            model_and_sac_update(self.agent, self.replay, self.rng, s.model_batch_size, s.sac_batch_size))
-
-    def _sample(self, batch_size: int):
-        return self.agent.to_batch(self.replay.sample(batch_size, self.rng))
+        self._last_metrics.update(self.agent.train_step(self.replay, self.rng, s.model_batch_size, s.sac_batch_size))
 
     def _log_scalars(self) -> None:
         for name, value in self._last_metrics.items():
@@ -403,7 +391,7 @@ class Trainer:
         })
         self._plot_learning_curve()
         self.last_eval = result
-        if self.learner is None and self.replay.num_episodes:
+        if self.learner is None and self.replay.num_episodes and self.agent.has_latent_model:
             write_model_media(self.agent, self.replay.sample(1, np.random.default_rng(p.env_steps)),
                               video_dir / f"model_{p.env_steps:09d}", self.writer, p.env_steps, self.fps)
         return result
@@ -411,16 +399,16 @@ class Trainer:
     def _eval_episode(self, seed: int, video: VideoWriter | None) -> tuple[str, float, float, float]:
         # Evaluation episodes are seeded by their index: the same goals and starts every time.
         obs, info = self.eval_env.reset(seed=seed)
-        history = PolicyHistory(self.agent.cfg.sequence_length, self.image_shape, self.action_dim)
-        history.reset(obs["image"], obs.get("goal"))
+        history = make_history(self.agent, self.eval_env.observation_space)
+        history.reset(obs)
         episode_return, done = 0.0, False
         if video is not None:
             video.append(obs["image"])
         while not done:
-            action = self.agent.act(history.frames, history.actions, history.goal, explore=False)
+            action = self.agent.act(history, explore=False)
             obs, reward, terminated, truncated, info = self.eval_env.step(action)
             done = terminated or truncated
-            history.push(info.get("held_action", action), obs["image"], obs.get("goal"))
+            history.push(info.get("held_action", action), obs)
             episode_return += float(reward)
             if video is not None:
                 video.append(obs["image"])

@@ -36,8 +36,10 @@ class PointReachEnv(gym.Env):
     """Move a dot onto a goal from 64x64 images.
 
     Observation: dict with
-      image: uint8 (image_size_px, image_size_px, 3);
-      goal:  float32 (2,), the goal's position in arena units.
+      image:    uint8 (image_size_px, image_size_px, 3);
+      position: float32 (2,), the dot's position in arena units (the true state: for SAC from
+                the state, and the probe);
+      goal:     float32 (2,), the goal's position in arena units.
     Action: float32 (2,) in [-1, 1], the dot's velocity as a fraction of max_step per step.
 
     image_size_px: side of the square image.
@@ -98,6 +100,7 @@ class PointReachEnv(gym.Env):
         self.observation_space = gym.spaces.Dict(
             {
                 "image": gym.spaces.Box(0, 255, shape=(self.image_size_px,) * 2 + (3,), dtype=np.uint8),
+                "position": gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32),
                 "goal": gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32),
             }
         )
@@ -167,7 +170,7 @@ class PointReachEnv(gym.Env):
         return image
 
     def _observation(self) -> dict[str, np.ndarray]:
-        return {"image": self._image(), "goal": self.goal.astype(np.float32)}
+        return {"image": self._image(), "position": self.position.astype(np.float32), "goal": self.goal.astype(np.float32)}
 
     def _info(self, reward_terms: dict[str, float]) -> dict[str, Any]:
         return {

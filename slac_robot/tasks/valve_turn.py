@@ -19,6 +19,11 @@ GOAL_SETTINGS = ("fixed", "three_goal", "random")
 THREE_GOALS_RAD = (-math.pi / 2, 0.0, math.pi / 2)
 
 
+def angle_features(angle_rad: float) -> np.ndarray:
+    """An angle as a network sees it, without the jump at +-pi: (cos, sin), float32."""
+    return np.array([math.cos(angle_rad), math.sin(angle_rad)], dtype=np.float32)
+
+
 def wrap_to_pi(angle_rad: float) -> float:
     """Maps an angle to [-pi, pi)."""
     return (angle_rad + math.pi) % (2 * math.pi) - math.pi
@@ -112,7 +117,7 @@ class ValveTurnTask:
     @staticmethod
     def goal_features(goal_rad: float) -> np.ndarray:
         """The goal as the agent sees it: (cos, sin), float32."""
-        return np.array([math.cos(goal_rad), math.sin(goal_rad)], dtype=np.float32)
+        return angle_features(goal_rad)
 
     @staticmethod
     def error_rad(state: RobotState, goal_rad: float) -> float:

@@ -4,24 +4,28 @@ One training step of the paper (Algorithm 1), after the replay has some episodes
   update_model(batch of 32 sequences):  minimise the negative ELBO (latent_model.LatentModel.loss)
   update_sac(batch of 256 sequences):    critic, actor and temperature steps on posterior latents
 The SAC step never moves the latent model: it reads the encoder features and posterior samples
-without gradients, as in the paper.
+without gradients, as in the paper. With `shared_batch` both steps read one batch, and the SAC
+step reuses the features and posterior samples of the model step's forward pass (detached):
+one encoder pass and one filtering pass per step instead of two (the CPU configuration).
 """
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from slac_robot.agent.base import Batch, scale_images, to_batch
+from slac_robot.agent.history import PolicyHistory
 from slac_robot.agent.latent_model import LatentModel
 from slac_robot.agent.sac import TanhGaussianActor, TwinCritic, soft_update
 
-PIXEL_OFFSET = 0.5  # uint8 pixels map to [-0.5, 0.5]: x = p / 255 - 0.5
+PROPRIO_KEY = "joint_pos"  # the proprioceptive observation: joint angles the servos report
 
 
 @dataclass
@@ -42,24 +46,12 @@ class SlacConfig:
     gamma: float = 0.99
     tau: float = 0.005
     goal_conditioned: bool = True
+    proprio_to_model: bool = False
+    proprio_to_actor: bool = False
+    shared_batch: bool = False
     channels_last: bool = True
     autocast_bf16: bool = False
     fused_adam: bool = True
-
-
-@dataclass
-class Batch:
-    """A batch of sequences on the agent's device, images already scaled to [-0.5, 0.5].
-
-    images (B, T+1, 3, H, W); actions (B, T, A); rewards (B, T); terminated (B, T) float;
-    goals (B, T+1, G) (G = 0 without goal conditioning); valid (B, T+1) bool."""
-
-    images: torch.Tensor
-    actions: torch.Tensor
-    rewards: torch.Tensor
-    terminated: torch.Tensor
-    goals: torch.Tensor
-    valid: torch.Tensor
 
 
 @contextlib.contextmanager
@@ -76,20 +68,34 @@ def frozen(module: nn.Module) -> Iterator[None]:
 
 
 class SlacAgent:
-    """Networks, optimisers and temperature of one SLAC agent.
+    """Networks, optimisers and temperature of one SLAC agent (an agent.base.Agent).
 
-    action_dim: |A|; goal_dim: size of the task's goal vector (used when cfg.goal_conditioned);
+    action_dim: |A|; vector_dims: the task's vector observations, name -> size: "goal" is read
+    when cfg.goal_conditioned, "joint_pos" when cfg.proprio_to_model or cfg.proprio_to_actor;
     device: where the networks live ("cpu", "cuda")."""
 
-    def __init__(self, action_dim: int, goal_dim: int, cfg: SlacConfig, device: str | torch.device = "cpu"):
+    uses_images = True
+    has_latent_model = True
+
+    def __init__(self, action_dim: int, vector_dims: Mapping[str, int], cfg: SlacConfig,
+                 device: str | torch.device = "cpu"):
         self.cfg = cfg
         self.device = torch.device(device)
         self.action_dim = action_dim
-        self.goal_dim = goal_dim if cfg.goal_conditioned else 0
-        L = cfg.sequence_length
-        self.model = LatentModel(action_dim, cfg.z1_dim, cfg.z2_dim, cfg.hidden, cfg.width, cfg.image_std)
+        self.goal_keys = ("goal",) if cfg.goal_conditioned and "goal" in vector_dims else ()
+        self.goal_dim = sum(vector_dims[k] for k in self.goal_keys)
+        wants_proprio = cfg.proprio_to_model or cfg.proprio_to_actor
+        if wants_proprio and PROPRIO_KEY not in vector_dims:
+            raise KeyError(f"proprioception needs a {PROPRIO_KEY!r} observation; this task has {sorted(vector_dims)}")
+        proprio_dim = vector_dims[PROPRIO_KEY] if wants_proprio else 0
+        self.observation_keys = self.goal_keys + ((PROPRIO_KEY,) if wants_proprio else ())
+        self.vector_dims = {k: int(vector_dims[k]) for k in self.observation_keys}
+        self.sequence_length = self.history_length = L = cfg.sequence_length
+        self.model = LatentModel(action_dim, cfg.z1_dim, cfg.z2_dim, cfg.hidden, cfg.width, cfg.image_std,
+                                 proprio_dim if cfg.proprio_to_model else 0)
+        self.actor_proprio_dim = proprio_dim if cfg.proprio_to_actor else 0
         feature_dim = self.model.encoder.feature_dim
-        actor_in = L * feature_dim + (L - 1) * action_dim + self.goal_dim
+        actor_in = L * (feature_dim + self.actor_proprio_dim) + (L - 1) * action_dim + self.goal_dim
         critic_in = self.model.latent_dim + action_dim + self.goal_dim
         self.actor = TanhGaussianActor(actor_in, action_dim, cfg.hidden)
         self.critic = TwinCritic(critic_in, cfg.hidden)
@@ -112,27 +118,11 @@ class SlacAgent:
     # ----- data -----
     def to_batch(self, sample: dict[str, np.ndarray]) -> Batch:
         """Moves a replay sample (uint8 images (B, T+1, H, W, 3), ...) to the device."""
-        images = torch.as_tensor(sample["images"]).to(self.device, non_blocking=True)
-        images = self._scale_images(images.permute(0, 1, 4, 2, 3))
-        as_float = lambda k: torch.as_tensor(sample[k], dtype=torch.float32).to(self.device)  # noqa: E731
-        batch, steps = images.shape[:2]
-        goals = as_float("goal") if self.goal_dim else images.new_zeros(batch, steps, 0)
-        valid = sample.get("valid")
-        valid = (
-            torch.as_tensor(valid).to(self.device)
-            if valid is not None
-            else torch.ones(batch, steps, dtype=torch.bool, device=self.device)
-        )
-        return Batch(images, as_float("actions"), as_float("rewards"), as_float("terminated"), goals, valid)
+        return to_batch(sample, self.observation_keys, self.device, channels_last=self.cfg.channels_last)
 
-    def _scale_images(self, images_uint8: torch.Tensor) -> torch.Tensor:
-        """uint8 (..., 3, H, W) -> float in [-0.5, 0.5], scaled on the device.
-
-        The (H, W, 3) memory order of the replay is channels-last order already, so the permuted
-        view needs no copy when the networks run channels-last."""
-        if not self.cfg.channels_last:
-            images_uint8 = images_uint8.contiguous()
-        return images_uint8.float().div_(255.0).sub_(PIXEL_OFFSET)
+    def proprio(self, batch: Batch) -> torch.Tensor | None:
+        """The batch's joint angles (B, T+1, 9) when the model or the actor takes them, else None."""
+        return batch.vectors.get(PROPRIO_KEY)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.autocast_bf16)
@@ -140,39 +130,77 @@ class SlacAgent:
     # ----- the latent model step -----
     def update_model(self, batch: Batch) -> dict[str, float]:
         """One gradient step on the negative ELBO; returns its terms."""
+        return self._update_model(batch)[0]
+
+    def _update_model(self, batch: Batch) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
+        """update_model, also returning the forward pass's encoder features and posterior z
+        (detached, as the model was before this step) for a SAC step on the same batch."""
         with self._autocast():
-            terms = self.model.loss(batch.images, batch.actions, batch.rewards, batch.valid)
+            terms = self.model.loss(batch.images, batch.actions, batch.rewards, batch.valid, self.proprio(batch))
         self.model_optim.zero_grad(set_to_none=True)
         terms.loss.backward()
         self.model_optim.step()
         self.model_updates += 1
-        return {
+        metrics = {
             "model/loss": terms.loss.item(),
             "model/kl": terms.kl.item(),
             "model/image_nll": terms.image_nll.item(),
             "model/reward_nll": terms.reward_nll.item(),
         }
+        return metrics, terms.features.detach().float(), terms.posterior.z.detach().float()
+
+    def pretrain_step(self, replay, rng: np.random.Generator, model_batch_size: int) -> dict[str, float]:
+        """One model-only update on a fresh replay sample (the paper's pre-training)."""
+        return self.update_model(self.to_batch(replay.sample(model_batch_size, rng)))
+
+    def train_step(self, replay, rng: np.random.Generator, model_batch_size: int,
+                   sac_batch_size: int) -> dict[str, float]:
+        """One latent-model update and one SAC update (the inner step of the paper's Algorithm 1).
+
+        Each reads a fresh replay sample; with cfg.shared_batch one sample of model_batch_size
+        serves both, and the SAC step takes the model step's features and latents."""
+        if self.cfg.shared_batch:
+            batch = self.to_batch(replay.sample(model_batch_size, rng))
+            metrics, features, z = self._update_model(batch)
+            metrics.update(self._update_sac(batch, features, z))
+            return metrics
+        metrics = self.update_model(self.to_batch(replay.sample(model_batch_size, rng)))
+        metrics.update(self.update_sac(self.to_batch(replay.sample(sac_batch_size, rng))))
+        return metrics
 
     # ----- the SAC step -----
-    def actor_inputs(self, features: torch.Tensor, actions: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
-        """features (N, L, F), actions (N, L-1, A), goal (N, G) -> the actor's input (N, in_dim)."""
+    def actor_inputs(self, features: torch.Tensor, actions: torch.Tensor, goal: torch.Tensor,
+                     proprio: torch.Tensor | None = None) -> torch.Tensor:
+        """features (N, L, F), actions (N, L-1, A), goal (N, G), proprio (N, L, P) when the actor
+        takes the joint angles -> the actor's input (N, in_dim)."""
+        if self.actor_proprio_dim:
+            features = torch.cat([features, proprio], dim=-1)
         return torch.cat([features.flatten(1), actions.flatten(1), goal], dim=-1)
 
     @property
     def alpha(self) -> torch.Tensor:
         return self.log_alpha.detach().exp()
 
+    @torch.no_grad()
+    def _features_and_latents(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder features (B, T+1, F) and posterior samples z (B, T+1, z1 + z2), no gradients."""
+        with self._autocast():
+            features = self.model.encode(batch.images)
+            z = self.model.posterior(features, batch.actions, self.proprio(batch)).z
+        return features.float(), z.float()
+
     def update_sac(self, batch: Batch) -> dict[str, float]:
         """Critic, actor and temperature steps on the last transition (t = T) of each sequence."""
+        return self._update_sac(batch, *self._features_and_latents(batch))
+
+    def _update_sac(self, batch: Batch, features: torch.Tensor, z: torch.Tensor) -> dict[str, float]:
         cfg = self.cfg
-        with torch.no_grad(), self._autocast():
-            features = self.model.encode(batch.images)
-            z = self.model.posterior(features, batch.actions).z
-        features, z = features.float(), z.float()
-        goals = batch.goals
+        goals = batch.vector(self.goal_keys)
+        proprio = self.proprio(batch)
+        before, after = (proprio[:, :-1], proprio[:, 1:]) if proprio is not None else (None, None)
         # pi(. | x_{1:T}, a_{1:T-1}) at t = T and pi(. | x_{2:T+1}, a_{2:T}) at t = T+1.
-        actor_in = self.actor_inputs(features[:, :-1], batch.actions[:, :-1], goals[:, -2])
-        next_actor_in = self.actor_inputs(features[:, 1:], batch.actions[:, 1:], goals[:, -1])
+        actor_in = self.actor_inputs(features[:, :-1], batch.actions[:, :-1], goals[:, -2], before)
+        next_actor_in = self.actor_inputs(features[:, 1:], batch.actions[:, 1:], goals[:, -1], after)
         z_t, z_next = z[:, -2], z[:, -1]
         a_t, r_t = batch.actions[:, -1], batch.rewards[:, -1:]
         not_done = 1.0 - batch.terminated[:, -1:]
@@ -220,20 +248,27 @@ class SlacAgent:
 
     # ----- acting -----
     @torch.no_grad()
-    def act(self, frames: np.ndarray, actions: np.ndarray, goal: np.ndarray, explore: bool) -> np.ndarray:
-        """The policy's action for one history.
-
-        frames (L, H, W, 3) uint8, the last L frames, oldest first; actions (L-1, A), the
-        actions between them; goal (G,). explore: sample (training) or tanh(mean) (evaluation).
-        Returns a float32 action in [-1, 1]^A."""
-        images = self._scale_images(torch.as_tensor(frames).to(self.device).permute(0, 3, 1, 2))
+    def act(self, history: PolicyHistory, explore: bool) -> np.ndarray:
+        """The policy's action for one history: its L frames (oldest first), the L-1 actions
+        between them, the newest goal (and the L joint readings when the actor takes them).
+        explore: sample (training) or tanh(mean) (evaluation). Returns float32 in [-1, 1]^A."""
+        images = scale_images(torch.as_tensor(history.frames).to(self.device).permute(0, 3, 1, 2),
+                              self.cfg.channels_last)
         with self._autocast():
             features = self.model.encoder(images).float()
-        goal_t = torch.as_tensor(goal, dtype=torch.float32, device=self.device)[: self.goal_dim]
-        actions_t = torch.as_tensor(actions, dtype=torch.float32, device=self.device)
-        inputs = self.actor_inputs(features[None], actions_t[None], goal_t[None])
+        as_tensor = lambda x: torch.as_tensor(x, dtype=torch.float32, device=self.device)[None]  # noqa: E731
+        goal = as_tensor(history.vector(self.goal_keys)[-1])
+        proprio = as_tensor(history.vectors[PROPRIO_KEY]) if self.actor_proprio_dim else None
+        inputs = self.actor_inputs(features[None], as_tensor(history.actions), goal, proprio)
         action = self.actor(inputs)[0] if explore else self.actor.mean_action(inputs)
         return action[0].float().cpu().numpy()
+
+    @torch.no_grad()
+    def probe_features(self, batch: Batch) -> torch.Tensor:
+        """The posterior's mean of z1 and sample of z2 at each window's newest observation: (B, z1 + z2)."""
+        with self._autocast():
+            post = self.model.posterior(self.model.encode(batch.images), batch.actions, self.proprio(batch))
+        return torch.cat([post.z1_mean[:, -1], post.z2[:, -1]], dim=-1).float()
 
     # ----- persistence -----
     def state_dict(self) -> dict[str, Any]:
@@ -262,6 +297,17 @@ class SlacAgent:
             "actor": on_cpu(self.actor),
             "model_updates": self.model_updates,
             "sac_updates": self.sac_updates,
+        }
+
+    @staticmethod
+    def policy_from_state_dict(state: dict[str, Any]) -> dict[str, Any]:
+        """The policy part (as policy_state_dict) of a full state_dict, e.g. a checkpoint's."""
+        prefix = "encoder."
+        return {
+            "encoder": {k[len(prefix):]: v for k, v in state["model"].items() if k.startswith(prefix)},
+            "actor": state["actor"],
+            "model_updates": state["model_updates"],
+            "sac_updates": state["sac_updates"],
         }
 
     def load_policy_state_dict(self, state: dict[str, Any]) -> None:
