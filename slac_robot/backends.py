@@ -518,6 +518,7 @@ def make_agent(agent: DictConfig, env: "gym.Env", device: "torch.device") -> "Ag
     action and observation sizes; a bad value raises ConfigError naming the key."""
     kwargs = _plain(agent)
     kwargs.pop("name")
+    kwargs.pop("schedule")  # read by train.yaml's schedule, not by the agent
     kind = kwargs.pop("kind")
     if kind not in AGENTS:
         raise ConfigError(f"agent.kind={kind!r} is not one of: {', '.join(AGENTS)}")

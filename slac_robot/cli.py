@@ -53,7 +53,9 @@ def evaluate(cfg: DictConfig) -> int:
         run_dir = paths[0].parent.parent if paths[0].parent.name == "checkpoints" else paths[0].parent
     saved = run_dir / "config.yaml"
     if saved.is_file():
-        cfg.agent = OmegaConf.load(saved).agent
+        from slac_robot.config import load_saved_config
+
+        cfg.agent = load_saved_config(saved, "run").agent
     try:
         return _run_rollout(cfg, "eval", lambda env: _trained_policy(cfg, env, paths))
     except CheckpointError as error:
@@ -135,12 +137,13 @@ def _run_rollout(cfg: DictConfig, command: str, make_policy) -> int:
     return 0
 
 
-def train(cfg: DictConfig) -> int:
+def train(cfg: DictConfig, overrides: list[str] | None = None) -> int:
     """Trains SLAC online in the configured backend and task; see configs/train.yaml.
 
     The actor (this process) owns the robot and runs the episodes; the learner trains in its own
     process (session.learner=process) or between steps (inline). Safety events go to
-    <run>/safety_events.jsonl; any stop, fault or crash leaves the robot safe."""
+    <run>/safety_events.jsonl; any stop, fault or crash leaves the robot safe.
+    overrides: the command line as typed (a resumed run changes only what it names)."""
     from slac_robot.agent.checkpoint import CheckpointError
     from slac_robot.agent.replay import BackgroundEpisodeWriter, recorded_episodes
     from slac_robot.backends import make_agent, make_env, make_replay, resolve_device, vector_dims
@@ -153,7 +156,7 @@ def train(cfg: DictConfig) -> int:
 
     if cfg.resume:
         run_dir = pathlib.Path(str(cfg.resume))
-        cfg = _resumed_config(run_dir, cfg)
+        cfg = _resumed_config(run_dir, cfg, list(overrides or ()))
     else:
         run_dir = _run_dir(cfg, "train")
     at_least_one = {"model_batch_size", "sac_batch_size", "eval_episodes", "keep_checkpoints"}
@@ -289,14 +292,26 @@ def _ask_person_at_terminal() -> Callable[[str], bool] | None:
     return ask
 
 
-def _resumed_config(run_dir: pathlib.Path, cfg: DictConfig) -> DictConfig:
-    """The resumed run's own config, with this command line's schedule and device on top."""
-    saved = run_dir / "config.yaml"
-    if not saved.is_file():
-        raise ConfigError(f"resume={run_dir}: no config.yaml there; pass the directory of a `slac-robot train` run")
-    resumed = OmegaConf.load(saved)
-    resumed.schedule = cfg.schedule
-    resumed.device = cfg.device
+def _resumed_config(run_dir: pathlib.Path, cfg: DictConfig, overrides: list[str]) -> DictConfig:
+    """The resumed run's own config.yaml, with only what this command line overrides changed.
+
+    cfg: this command line composed (it validated the overrides); overrides: as typed. A key
+    (schedule.total_env_steps=...) takes cfg's value; a group choice replaces that section
+    (task=..., backend=...), except agent=..., which the run's weights must keep."""
+    from slac_robot.config import group_options, load_saved_config
+
+    resumed = load_saved_config(run_dir / "config.yaml", "resume")
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key == "resume":
+            continue
+        if key == "agent":
+            raise ConfigError(f"resume={run_dir}: the run trained agent={resumed.agent.name}; its weights cannot change "
+                              "agent (start a new run for another agent)")
+        if group_options(key):  # a group choice: its whole section
+            resumed[key] = cfg[key]
+        else:
+            OmegaConf.update(resumed, key, OmegaConf.select(cfg, key), force_add=True)
     resumed.resume = str(run_dir)
     return resumed
 
@@ -618,7 +633,9 @@ def main(argv: list[str] | None = None) -> int:
         if print_config:
             print(OmegaConf.to_yaml(cfg))
             return 0
-        return COMMANDS[command][0](cfg)
+        handler = COMMANDS[command][0]
+        # A resumed run starts from its own saved config: train needs the command line as typed.
+        return handler(cfg, overrides) if handler is train else handler(cfg)
     except ConfigError as error:
         print(f"slac-robot {command}: {error}", file=sys.stderr)
         return 2

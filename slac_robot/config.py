@@ -5,6 +5,7 @@ from __future__ import annotations
 import pathlib
 from typing import Any, Sequence
 
+import yaml
 from hydra import compose, initialize_config_module
 from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
@@ -73,6 +74,22 @@ def load_config(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
         raise ConfigError(_first_line(error)) from None
     _check_types(OmegaConf.to_container(declared), OmegaConf.to_container(cfg), prefix="")
     return cfg
+
+
+def load_saved_config(path: pathlib.Path, what: str) -> DictConfig:
+    """A run's saved config.yaml; ConfigError naming the file and the problem when it is missing
+    or cannot be read. what: the option that pointed here (resume, run), for the message."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what}={path.parent}: no config.yaml there; pass the directory of a `slac-robot train` run")
+    try:
+        saved = OmegaConf.load(path)
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError, OmegaConfBaseException) as error:
+        raise ConfigError(f"{path} cannot be read ({type(error).__name__}: {_first_line(error)}); "
+                          "restore it from a copy, or start a new run") from None
+    if not isinstance(saved, DictConfig) or "agent" not in saved:
+        raise ConfigError(f"{path} is not a slac-robot run's config (no agent section); restore it from a copy")
+    return saved
 
 
 def _groups() -> set[str]:
