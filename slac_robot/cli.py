@@ -152,6 +152,7 @@ def train(cfg: DictConfig, overrides: list[str] | None = None) -> int:
     from slac_robot.runtime.stop import Interrupted, StopSignal
     from slac_robot.runtime.train import Schedule, SessionHalted, Trainer, TripPolicy
     from slac_robot.safety import EventLog, ResetFailed
+    from slac_robot.safety.events import read_events
     import torch
 
     if cfg.resume:
@@ -217,6 +218,7 @@ def train(cfg: DictConfig, overrides: list[str] | None = None) -> int:
         )
         if in_process:
             trainer.progress.episodes, trainer.progress.env_steps = recorded_episodes(run_dir / "replay")
+            trainer.progress.trips = sum(e["kind"] == "trip" for e in read_events(run_dir / "safety_events.jsonl"))
         elif cfg.resume:
             _restore(trainer, run_dir)
         where = f"learner process on {device}" if in_process else f"updates inline on {device}"

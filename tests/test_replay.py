@@ -207,6 +207,33 @@ def test_terminated_is_a_true_end_and_time_limits_are_not(tmp_path):
         assert bool(last["terminated"]) and not bool(last["truncated"])
 
 
+def test_an_episode_cut_short_by_a_trip_is_kept_truncated_and_marked(tmp_path):
+    replay = make_replay(tmp_path, sequence_length=2)
+    record(replay, 0, 3)
+    replay.start_episode(observation(1, 0))
+    for k in range(2):  # two whole steps, then the safety layer trips in the third
+        replay.add(np.array([1, k, 1], np.float32), 100 + k, observation(1, k + 1), False, False)
+    assert replay.end_tripped("position_limit")
+    replay.start_episode(observation(2, 0))  # a trip before the first whole step: nothing to keep
+    assert not replay.end_tripped("stale_frame")
+    assert not replay.writer.in_episode
+    assert (replay.total_episodes, replay.total_steps) == (2, 5)
+    files = sorted(tmp_path.glob("episode_*.npz"))
+    assert [f.name for f in files] == ["episode_00000000_3.npz", "episode_00000001_2.npz"]
+    kept = read_episode(files[1], SHAPE, ACTION_DIM, EXTRAS)
+    assert kept.tripped == "position_limit" and kept.truncated and not kept.terminated
+    assert kept.rewards.tolist() == [100, 101] and kept.extras["goal"][-1].tolist() == [1, 2]
+    assert read_episode(files[0], SHAPE, ACTION_DIM, EXTRAS).tripped == ""
+    # its windows are sampled like any other, and never as a termination
+    batch = replay.sample(200, np.random.default_rng(0))
+    assert (batch["goal"][:, 0, 0] == 1).any() and not batch["terminated"].any()
+    # a file written before trips were kept (no "tripped" array) reads as not tripped
+    with np.load(files[0]) as data:
+        arrays = {k: data[k] for k in data.files if k != "tripped"}
+    np.savez_compressed(tmp_path / "episode_00000009_3.npz", **arrays)
+    assert read_episode(tmp_path / "episode_00000009_3.npz", SHAPE, ACTION_DIM, EXTRAS).tripped == ""
+
+
 def test_each_frame_is_stored_once(tmp_path):
     capacity, episode_steps, L = 400, 20, 8
     replay = make_replay(tmp_path, capacity_steps=capacity, sequence_length=L, expected_episode_steps=episode_steps)

@@ -139,30 +139,38 @@ class Session:
     def events(self, kind: str | None = None) -> list[dict]:
         return [e for e in read_events(self.run_dir / "safety_events.jsonl") if kind is None or e["kind"] == kind]
 
-    def assert_recorded(self, finished: list[int]) -> SequenceReplay:
-        """The replay holds exactly the episodes `finished` (by episode number), whole, in order;
-        the counters and the newest checkpoint agree."""
+    def assert_recorded(self, finished: list[int], tripped: list[tuple[int, int, str]] = ()) -> SequenceReplay:
+        """The replay holds exactly the episodes `finished` (by episode number), whole, and what
+        the episodes cut short by a trip had collected (`tripped`: episode number, whole steps,
+        fault kind), in order, those marked as tripped and truncated; the counters,
+        train_episodes.csv and the newest checkpoint agree."""
+        expected = sorted([(episode, EPISODE_STEPS, "") for episode in finished] + list(tripped))
         folder = self.run_dir / "replay"
         files = sorted(folder.glob("episode_*.npz"))
-        assert [p.name for p in files] == [f"episode_{i:08d}_{EPISODE_STEPS}.npz" for i in range(len(finished))]
+        assert [p.name for p in files] == [f"episode_{i:08d}_{steps}.npz" for i, (_, steps, _) in enumerate(expected)]
         assert sorted(p.name for p in folder.iterdir()) == [p.name for p in files]  # no temporary or corrupt/
         replay = SequenceReplay(folder, action_dim=9, capacity_steps=10_000, sequence_length=8,
                                 extras={"goal": 2}, expected_episode_steps=EPISODE_STEPS)
-        assert replay.total_episodes == replay.num_episodes == len(finished)
+        assert replay.total_episodes == replay.num_episodes == len(expected)
         assert not (folder / "corrupt").exists()
-        for path, episode in zip(files, finished):
+        for path, (episode, _, kind) in zip(files, expected):
             data = np.load(path)
             goal = self.goals[episode]
             np.testing.assert_allclose(data["obs_goal"][0], [np.cos(goal), np.sin(goal)], atol=1e-6)
             assert np.all(np.isfinite(data["action"]))
+            assert str(data["tripped"]) == kind and bool(data["truncated"]) and not bool(data["terminated"])
+        steps = np.cumsum([steps for _, steps, _ in expected]).tolist()
         progress = self.trainer.progress
-        assert (progress.episodes, progress.env_steps) == (len(finished), len(finished) * EPISODE_STEPS)
+        assert (progress.episodes, progress.env_steps) == (len(expected), steps[-1] if steps else 0)
         with open(self.run_dir / "train_episodes.csv", newline="") as f:
             rows = list(csv.DictReader(f))
-        assert [int(r["env_steps"]) for r in rows] == [EPISODE_STEPS * (i + 1) for i in range(len(finished))]
+        assert [int(r["env_steps"]) for r in rows] == steps
+        assert [r["tripped"] for r in rows] == [kind for _, _, kind in expected]
+        if rows:  # every trip counts, at resets too, per 1,000 recorded steps
+            assert float(rows[-1]["trips_per_1000_steps"]) == round(1000 * len(self.events("trip")) / steps[-1], 3)
         _, state = load_latest_checkpoint(self.run_dir / "checkpoints")
-        assert state["progress"]["episodes"] == len(finished)
-        assert state["progress"]["env_steps"] == len(finished) * EPISODE_STEPS
+        assert state["progress"]["episodes"] == len(expected)
+        assert state["progress"]["env_steps"] == (steps[-1] if steps else 0)
         return replay
 
     def assert_trip(self, kind: str, episode: int, step: int) -> dict:
@@ -201,7 +209,7 @@ def test_a_motor_error_mid_episode_halts_the_session_when_no_one_can_be_asked(ma
     assert "motor 11" in trip["fault"]["message"]
     # The motor in error cannot be read, so it is not held: torque off at once, and that worked.
     assert [f.split(":")[0] for f in trip["stop_failures"]] == ["hold"]
-    session.assert_recorded(finished=[1])
+    session.assert_recorded(finished=[1], tripped=[(2, 4, faults.HARDWARE_ERROR)])  # the steps before the fault
 
 
 def test_a_motor_error_fixed_by_a_person_the_session_goes_on_and_finishes(make_session):
@@ -216,7 +224,7 @@ def test_a_motor_error_fixed_by_a_person_the_session_goes_on_and_finishes(make_s
     assert "hardware_error needs a person" in message and "motor 11" in message
     assert session.robot_safe_when_asked == [True]
     session.assert_trip(faults.HARDWARE_ERROR, episode=2, step=5)
-    session.assert_recorded(finished=[1, 3, 4])
+    session.assert_recorded(finished=[1, 3, 4], tripped=[(2, 4, faults.HARDWARE_ERROR)])
     assert session.emulator.motors[11].hardware_error == 0
 
 
@@ -235,7 +243,7 @@ def test_overheating_asks_a_person_and_the_session_goes_on_once_the_motor_cooled
     assert trip["fault"]["kind"] == faults.OVERHEATING and trip["fault"]["joints"] == [4]
     assert trip["episode"] == 2 and 3 < trip["step"] <= EPISODE_STEPS  # seen at the next health read
     assert len(session.events("trip")) == 1
-    session.assert_recorded(finished=[1, 3, 4])
+    session.assert_recorded(finished=[1, 3, 4], tripped=[(2, trip["step"] - 1, faults.OVERHEATING)])
 
 
 def test_overheating_halts_the_session_when_no_one_can_be_asked(make_session):
@@ -246,7 +254,7 @@ def test_overheating_halts_the_session_when_no_one_can_be_asked(make_session):
     assert session.robot_is_safe()
     (trip,) = session.events("trip")
     assert trip["fault"]["kind"] == faults.OVERHEATING and trip["episode"] == 2
-    session.assert_recorded(finished=[1])
+    session.assert_recorded(finished=[1], tripped=[(2, trip["step"] - 1, faults.OVERHEATING)])
 
 
 def test_an_unplugged_port_halts_the_session_and_the_replay_stays_whole(make_session):
@@ -258,7 +266,7 @@ def test_an_unplugged_port_halts_the_session_and_the_replay_stays_whole(make_ses
             session.train()
         trip = session.assert_trip(faults.PORT_LOST, episode=2, step=7)
         assert any("torque off" in failure for failure in trip["stop_failures"])
-        session.assert_recorded(finished=[1])
+        session.assert_recorded(finished=[1], tripped=[(2, 6, faults.PORT_LOST)])
         session.close()  # its warning: no servo answered the torque off
 
 
@@ -305,7 +313,7 @@ def test_status_packets_lost_beyond_the_retries_trip_and_the_session_goes_on(mak
     trip = session.assert_trip(faults.BUS_ERROR, episode=2, step=5)
     assert "[22]" in trip["fault"]["message"] and trip["stop_failures"] == []
     assert session.robot_safe_at_reset[3]  # the trip left every servo's torque off
-    session.assert_recorded(finished=[1, 3, 4])
+    session.assert_recorded(finished=[1, 3, 4], tripped=[(2, 4, faults.BUS_ERROR)])
 
 
 def test_a_camera_frozen_mid_episode_trips_and_the_session_goes_on_once_it_runs_again(make_session):
@@ -318,7 +326,7 @@ def test_a_camera_frozen_mid_episode_trips_and_the_session_goes_on_once_it_runs_
     trip = session.assert_trip(faults.STALE_FRAME, episode=2, step=5)
     assert "again" in trip["fault"]["message"]  # the same frame: the monitor saw the camera freeze
     assert session.robot_safe_at_reset[3]
-    session.assert_recorded(finished=[1, 3, 4])
+    session.assert_recorded(finished=[1, 3, 4], tripped=[(2, 4, faults.STALE_FRAME)])
 
 
 @pytest.mark.parametrize("someone_there", [False, True])
@@ -343,9 +351,9 @@ def test_a_camera_frozen_for_good_trips_every_reset_until_a_person_is_asked(make
     if someone_there:
         (message,) = session.asked
         assert "3 trips in a row" in message
-        session.assert_recorded(finished=[1, 5, 6])
+        session.assert_recorded(finished=[1, 5, 6], tripped=[(2, 4, faults.STALE_FRAME)])
     else:
-        session.assert_recorded(finished=[1])
+        session.assert_recorded(finished=[1], tripped=[(2, 4, faults.STALE_FRAME)])
 
 
 # -- a diverged policy -------------------------------------------------------------------------
@@ -382,7 +390,8 @@ def test_nan_actions_are_refused_then_trip_and_the_session_goes_on(make_session)
     assert all(np.isnan(e["action"]).all() for e in refused)
     trip = session.assert_trip(faults.REFUSED_ACTIONS, episode=2, step=limit)
     assert session.asked == [] and session.robot_safe_at_reset[3]
-    session.assert_recorded(finished=[1, 3, 4])
+    # the steps before the trip, every refused action recorded as the hold it became
+    session.assert_recorded(finished=[1, 3, 4], tripped=[(2, limit - 1, faults.REFUSED_ACTIONS)])
 
 
 def test_a_single_nan_action_is_held_and_recorded_as_the_hold(make_session):

@@ -12,7 +12,10 @@ import numpy as np
 import pytest
 import torch
 
+from omegaconf import OmegaConf
+
 from slac_robot.cli import main
+from slac_robot.config import load_config
 from tests.test_cli import script_path, video_frames
 
 EPISODE_STEPS = 10
@@ -54,7 +57,7 @@ def test_a_run_records_every_episode_and_writes_checkpoints(run):
     state = torch.load(checkpoints[-1], weights_only=False)
     # 3 pre-training updates at step 20, then one model and one SAC update per step from step 20 on.
     assert state["agent"]["model_updates"] == 3 + 21 and state["agent"]["sac_updates"] == 21
-    assert state["progress"] == {"env_steps": 40, "episodes": 4, "pretrained": True}
+    assert state["progress"] == {"env_steps": 40, "episodes": 4, "pretrained": True, "trips": 0}
     assert (run / "config.yaml").is_file()
     assert (run / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -101,7 +104,7 @@ def test_a_resumed_run_goes_on_from_its_checkpoint_like_the_uninterrupted_run(tm
     assert main(["train", f"resume={resumed}", *TINY, "schedule.total_env_steps=40"]) == 0
     a = torch.load(straight / "checkpoints" / "checkpoint_000000040.pt", weights_only=False)
     b = torch.load(resumed / "checkpoints" / "checkpoint_000000040.pt", weights_only=False)
-    assert a["progress"] == b["progress"] == {"env_steps": 40, "episodes": 4, "pretrained": True}
+    assert a["progress"] == b["progress"] == {"env_steps": 40, "episodes": 4, "pretrained": True, "trips": 0}
     for counter in ("model_updates", "sac_updates"):
         assert a["agent"][counter] == b["agent"][counter]
     episodes_a = sorted((straight / "replay").glob("*.npz"))
@@ -167,3 +170,36 @@ def test_bad_training_config_exits_2_with_one_line(overrides, must_name, tmp_pat
 def test_resume_of_a_directory_without_a_run_names_it(tmp_path, capsys):
     assert main(["train", f"resume={tmp_path / 'nothing'}", *TINY]) == 2
     assert "no config.yaml" in capsys.readouterr().err
+
+
+def test_a_resumed_run_keeps_its_own_config_and_changes_only_what_the_command_line_names(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train(run, "schedule.total_env_steps=20", "task.fixed_goal_rad=0.5") == 0
+    # Only the run directory and a new total: every other setting is the run's own, not a default.
+    assert main(["train", f"resume={run}", "schedule.total_env_steps=30", "schedule.eval_episodes=2"]) == 0
+    saved = OmegaConf.load(run / "config.yaml")
+    assert saved.schedule.total_env_steps == 30 and saved.schedule.eval_episodes == 2  # what was named
+    assert saved.schedule.model_batch_size == 4 and saved.agent.z2_dim == 16  # the run's own
+    assert saved.task.fixed_goal_rad == 0.5 and saved.task.episode_steps == EPISODE_STEPS
+    state = torch.load(run / "checkpoints" / "checkpoint_000000030.pt", weights_only=False)
+    assert state["agent"]["sac_updates"] == 11  # one per step from step 20 on: the learning went on
+    assert main(["train", f"resume={run}", "agent=sac_state"]) == 2
+    assert "agent=slac" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", [b"schedule: [unclosed\n", b"\xff\xfe\x00binary", b"just text\n"])
+def test_an_unreadable_config_yaml_is_named_in_one_line(tmp_path, capsys, damage):
+    (tmp_path / "config.yaml").write_bytes(damage)
+    assert main(["train", f"resume={tmp_path}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(tmp_path / "config.yaml") in err[0]
+    (tmp_path / "policy.pt").write_bytes(b"a policy")  # something to evaluate: eval reads the config
+    assert main(["eval", f"run={tmp_path}", "episodes=1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(tmp_path / "config.yaml") in err[0]
+
+
+def test_an_unattended_simulated_run_goes_on_after_more_trips_than_the_real_claw():
+    assert load_config("train", []).session.max_trips_in_a_row == 100
+    assert load_config("train", ["backend=emulated"]).session.max_trips_in_a_row == 100
+    assert load_config("train", ["backend=dclaw"]).session.max_trips_in_a_row == 3

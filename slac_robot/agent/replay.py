@@ -77,7 +77,8 @@ class Episode:
     """One finished episode: T steps, T+1 observations.
 
     images (T+1, H, W, 3) uint8; extras: name -> (T+1, dim) float32; actions (T, A) float32;
-    rewards (T,) float32; terminated / truncated: how the last step ended it."""
+    rewards (T,) float32; terminated / truncated: how the last step ended it; tripped: the kind
+    of the safety fault that cut it short, "" when it was not."""
 
     images: np.ndarray
     extras: dict[str, np.ndarray]
@@ -85,6 +86,7 @@ class Episode:
     rewards: np.ndarray
     terminated: bool
     truncated: bool
+    tripped: str = ""
 
     @property
     def steps(self) -> int:
@@ -143,6 +145,7 @@ def write_episode(directory: Path, index: int, episode: Episode) -> Path:
         "reward": episode.rewards,
         "terminated": np.bool_(episode.terminated),
         "truncated": np.bool_(episode.truncated),
+        "tripped": np.str_(episode.tripped),
         **{f"obs_{name}": values for name, values in episode.extras.items()},
     }
     temporary = directory / f".{episode_file_name(index, episode.steps)}.{os.getpid()}.tmp"
@@ -233,6 +236,7 @@ def read_episode(
         rewards=rewards.astype(np.float32, copy=False),
         terminated=bool(arrays["terminated"]),
         truncated=bool(arrays["truncated"]),
+        tripped=str(arrays["tripped"]) if "tripped" in arrays else "",  # files before trips were kept lack it
     )
 
 
@@ -298,13 +302,26 @@ class EpisodeWriter:
         self._rewards.append(float(reward))
         if not (terminated or truncated):
             return None
+        return self._finish(bool(terminated), bool(truncated) and not terminated, "")
+
+    def end_tripped(self, fault_kind: str) -> tuple[Path, Episode] | None:
+        """Ends the open episode at its last recorded step because a safety trip cut it short:
+        written as truncated, marked with the fault's kind. Returns (path, episode), or None
+        when it had no whole step (then nothing is written)."""
+        if not self.in_episode or not self._actions:
+            self.discard_episode()
+            return None
+        return self._finish(False, True, str(fault_kind))
+
+    def _finish(self, terminated: bool, truncated: bool, tripped: str) -> tuple[Path, Episode]:
         episode = Episode(
             images=np.stack(self._images),
             extras={name: np.stack(rows) for name, rows in self._extras.items()},
             actions=np.stack(self._actions),
             rewards=np.asarray(self._rewards, dtype=np.float32),
-            terminated=bool(terminated),
-            truncated=bool(truncated) and not terminated,
+            terminated=terminated,
+            truncated=truncated,
+            tripped=tripped,
         )
         self.discard_episode()
         return self._write(episode), episode
@@ -479,7 +496,16 @@ class SequenceReplay:
         truncated: bool,
     ) -> None:
         """Records one step; an episode that ends here is written to disk and becomes sampleable."""
-        finished = self.writer.add(action, reward, next_obs, terminated, truncated)
+        self._keep(self.writer.add(action, reward, next_obs, terminated, truncated))
+
+    def end_tripped(self, fault_kind: str) -> bool:
+        """Keeps the open episode up to its last whole step, truncated and marked with the trip's
+        fault kind (EpisodeWriter.end_tripped); returns whether there was a step to keep."""
+        finished = self.writer.end_tripped(fault_kind)
+        self._keep(finished)
+        return finished is not None
+
+    def _keep(self, finished: tuple[Path, Episode] | None) -> None:
         if finished is not None:
             path, episode = finished
             self._known_files.add(path.name)

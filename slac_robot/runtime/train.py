@@ -13,7 +13,9 @@ The `Trainer` runs the episodes (it is the actor). Where the updates happen:
   - in the learner process (learner=LearnerProcess, runtime/learner.py): the actor keeps the
     control rate, records finished episodes to the replay folder, and takes up the published
     policy between ticks; the learner checkpoints. Each episode is seeded by (seed, its index).
-A trip of the safety layer ends the episode (it is not recorded); `TripPolicy` says what then.
+A trip of the safety layer ends the episode: what it had collected up to its last whole step is
+recorded (truncated, marked with the fault's kind: on a robot every step costs real time), the
+trip is counted (trips per 1,000 steps), and `TripPolicy` says what then.
 An action the safety layer refused (not finite) is recorded, in the replay and the policy's
 history, as the hold it became (the env's info["held_action"]).
 """
@@ -66,6 +68,7 @@ class Progress:
     env_steps: int = 0
     episodes: int = 0
     pretrained: bool = False
+    trips: int = 0  # safety trips, at resets too (trips per 1,000 steps: 1000 trips / env_steps)
 
 
 @dataclass
@@ -202,15 +205,16 @@ class Trainer:
         )
         try:
             while self.progress.env_steps < s.total_env_steps:
+                recorded_before = self.progress.episodes
                 try:
                     self._run_episode(bar, stop)
                     self.trips_in_a_row = 0
-                    self.progress.episodes += 1
-                    if _every(self.progress.episodes, s.eval_every_episodes):
-                        self.evaluate()
                 except SafetyTrip as trip:
                     self._after_trip(trip.fault)
-                    continue
+                if self.progress.episodes == recorded_before:
+                    continue  # a trip before the episode's first whole step: nothing was recorded
+                if _every(self.progress.episodes, s.eval_every_episodes):
+                    self.evaluate()
                 if _every(self.progress.episodes, s.checkpoint_every_episodes):
                     self.save()
             self.save()
@@ -296,21 +300,44 @@ class Trainer:
                         self._update()
                 if _every(p.env_steps, s.log_every_steps):
                     self._log_scalars()
+        except SafetyTrip as trip:
+            # The robot is safe and the trip logged. The steps so far are experience like any
+            # other: kept, truncated (the trip is no end of the task), marked with the fault.
+            p.trips += 1
+            if self.replay.end_tripped(trip.fault.kind):
+                self._finish_episode(episode_return, success=False, tripped=trip.fault.kind)
+            else:
+                self._log_trips()
+            raise
         except BaseException:
             # The unfinished episode is not recorded, so its steps do not count either.
             self.replay.discard_episode()
             p.env_steps -= steps
             raise
+        self._finish_episode(episode_return, success=bool(info.get("success", False)), tripped="")
+
+    def _finish_episode(self, episode_return: float, success: bool, tripped: str) -> None:
+        """Counts a recorded episode and logs it: a train_episodes.csv row, TensorBoard scalars."""
+        p = self.progress
+        p.episodes += 1
         self._write_row("train_episodes.csv", {
             "episode": p.episodes, "env_steps": p.env_steps, "return": episode_return,
-            "success": bool(info.get("success", False)), "policy_sac_updates": self.agent.sac_updates,
+            "success": success, "policy_sac_updates": self.agent.sac_updates,
+            "tripped": tripped, "trips_per_1000_steps": round(self._trips_per_1000_steps(), 3),
         })
         self.writer.add_scalar("train/episode_return", episode_return, p.env_steps)
-        self.writer.add_scalar("train/success", float(info.get("success", False)), p.env_steps)
+        self.writer.add_scalar("train/success", float(success), p.env_steps)
+        self._log_trips()
         if self.rate_keeper is not None:
             jitter = self.rate_keeper.jitter()
             self.writer.add_scalar("actor/period_error_p99_ms", jitter.p99_ms, p.env_steps)
             self.writer.add_scalar("actor/overruns", jitter.overruns, p.env_steps)
+
+    def _trips_per_1000_steps(self) -> float:
+        return 1000.0 * self.progress.trips / max(self.progress.env_steps, 1)
+
+    def _log_trips(self) -> None:
+        self.writer.add_scalar("train/trips_per_1000_steps", self._trips_per_1000_steps(), self.progress.env_steps)
 
     def _pretrain_model(self, stop: StopSignal | None) -> None:
         """The paper's model-only pre-training on the initial random data (a stop request is
