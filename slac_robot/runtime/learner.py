@@ -33,6 +33,7 @@ from slac_robot.agent.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
+from slac_robot.agent.probe import heldout_probe
 from slac_robot.agent.replay import SequenceReplay
 from slac_robot.runtime.media import write_model_media
 from slac_robot.runtime.train import Schedule
@@ -78,6 +79,8 @@ class Learner:
     publish_every_updates: publish the policy after this many SAC updates.
     checkpoint_every_updates: write a checkpoint after this many SAC updates (and when stopping).
     log_every_updates: TensorBoard scalars every this many SAC updates.
+    heldout_steps: steps of the newest evaluation episodes (<run>/eval_replay, written by the
+        actor) that the probe scores at each checkpoint (agent/probe.py); 0: no probe.
     """
 
     def __init__(
@@ -91,6 +94,7 @@ class Learner:
         checkpoint_every_updates: int,
         log_every_updates: int,
         fps: float,
+        heldout_steps: int = 0,
     ):
         self.agent, self.replay, self.schedule = agent, replay, schedule
         self.run_dir = pathlib.Path(run_dir)
@@ -99,6 +103,7 @@ class Learner:
         self.checkpoint_every_updates = checkpoint_every_updates
         self.log_every_updates = log_every_updates
         self.fps = fps
+        self.heldout_steps = heldout_steps
         self.pretrained = False
         self._writer = None
         self._metrics: dict[str, float] = {}
@@ -202,6 +207,7 @@ class Learner:
         path = checkpoint_path(self.run_dir / "checkpoints", self.replay.total_steps)
         save_checkpoint(path, self.state_dict())
         prune_checkpoints(self.run_dir / "checkpoints", self.schedule.keep_checkpoints)
+        self._probe()
         if not self.agent.has_latent_model:
             return path
         videos = self.run_dir / "videos"
@@ -210,6 +216,23 @@ class Learner:
                           videos / f"model_{self.replay.total_steps:09d}", self.writer,
                           self.replay.total_steps, self.fps)
         return path
+
+    def _probe(self) -> None:
+        """The linear probe on the newest evaluation episodes: TensorBoard and <run>/probe.csv."""
+        steps = self.replay.total_steps
+        if not (self.run_dir / "eval_replay").is_dir():
+            return
+        errors = heldout_probe(self.agent, self.replay, self.run_dir / "eval_replay", self.heldout_steps,
+                               np.random.default_rng(steps))
+        for name, value in errors.items():
+            self.writer.add_scalar(name, value, steps)
+        if errors:
+            path = self.run_dir / "probe.csv"
+            new = not path.exists()
+            with open(path, "a") as f:
+                if new:
+                    f.write(",".join(["env_steps", *(n.split("/", 1)[1] for n in errors)]) + "\n")
+                f.write(",".join([str(steps), *(f"{v:.4f}" for v in errors.values())]) + "\n")
 
     def restore(self) -> pathlib.Path | None:
         """Loads the newest readable checkpoint, if the run has one."""
@@ -269,6 +292,7 @@ def learner_main(
             checkpoint_every_updates=int(session.checkpoint_every_updates),
             log_every_updates=int(session.log_every_updates),
             fps=fps,
+            heldout_steps=int(conf.schedule.eval_episodes) * int(conf.task.episode_steps),
         )
         restored = learner.restore()
         print(f"learner: pid {os.getpid()}, device {device}, {threads} threads; "

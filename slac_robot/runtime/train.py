@@ -23,6 +23,7 @@ history, as the hold it became (the env's info["held_action"]).
 from __future__ import annotations
 
 import csv
+import os
 import pathlib
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -36,7 +37,8 @@ from tqdm import tqdm
 from slac_robot.agent.base import Agent
 from slac_robot.agent.checkpoint import checkpoint_path, prune_checkpoints, save_checkpoint
 from slac_robot.agent.policy import make_history
-from slac_robot.agent.replay import SequenceReplay
+from slac_robot.agent.probe import heldout_probe
+from slac_robot.agent.replay import EpisodeWriter, SequenceReplay
 from slac_robot.runtime.media import write_model_media
 from slac_robot.runtime.plots import plot_learning_curve
 from slac_robot.runtime.stop import Interrupted, StopSignal
@@ -79,6 +81,7 @@ class EvalResult:
     success_rate: dict[str, float] = field(default_factory=dict)
     final_error: dict[str, float] = field(default_factory=dict)
     mean_return: float = 0.0
+    probe: dict[str, float] = field(default_factory=dict)  # agent.probe: what the features tell of the state
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,7 @@ class Trainer:
     """Runs one training session into `run_dir`:
 
     replay/          finished episodes, one file each (slac_robot.agent.replay)
+    eval_replay/     the evaluation episodes, kept apart: the probe's held-out data
     checkpoints/     checkpoint_<env steps>.pt, the newest `keep_checkpoints`
     learning_curve.png   evaluation success rate and return against environment steps
     tensorboard/     scalars (losses, KL, alpha, entropy, Q, returns, success), model images
@@ -154,6 +158,9 @@ class Trainer:
         self.progress = Progress()
         self.rng = np.random.default_rng(seed)
         self.action_dim = env.action_space.shape[0]
+        vectors = {k: space.shape[0] for k, space in env.observation_space.spaces.items() if k != "image"}
+        self.eval_writer = EpisodeWriter(self.run_dir / "eval_replay", self.action_dim,
+                                         env.observation_space["image"].shape, vectors)
         self.image_shape = env.observation_space["image"].shape
         self.fps = env.metadata.get("render_fps", 10)
         self._writer = None
@@ -383,7 +390,7 @@ class Trainer:
         p = self.progress
         successes: dict[str, list[float]] = defaultdict(list)
         errors: dict[str, list[float]] = defaultdict(list)
-        returns = []
+        returns, eval_steps = [], 0
         video_dir = self.run_dir / "videos"
         video_dir.mkdir(parents=True, exist_ok=True)
         for episode in range(self.schedule.eval_episodes):
@@ -391,18 +398,20 @@ class Trainer:
             if episode == 0:
                 video = VideoWriter(video_dir / f"eval_{p.env_steps:09d}.mp4", self.fps, self.video_scale)
             try:
-                goal, success, error, episode_return = self._eval_episode(seed=episode, video=video)
+                goal, success, error, episode_return, steps = self._eval_episode(seed=episode, video=video)
             finally:
                 if video is not None:
                     video.close()
             successes[goal].append(success)
             errors[goal].append(error)
             returns.append(episode_return)
+            eval_steps += steps
         result = EvalResult(
             env_steps=p.env_steps,
             success_rate={g: float(np.mean(v)) for g, v in successes.items()},
             final_error={g: float(np.mean(v)) for g, v in errors.items()},
             mean_return=float(np.mean(returns)),
+            probe=self._probe(eval_steps),
         )
         overall = float(np.mean([x for v in successes.values() for x in v]))
         self.writer.add_scalar("eval/success_rate", overall, p.env_steps)
@@ -410,11 +419,14 @@ class Trainer:
         for goal in result.success_rate:
             self.writer.add_scalar(f"eval/success_rate/goal_{goal}", result.success_rate[goal], p.env_steps)
             self.writer.add_scalar(f"eval/final_error/goal_{goal}", result.final_error[goal], p.env_steps)
+        for name, value in result.probe.items():
+            self.writer.add_scalar(name, value, p.env_steps)
         self._write_row("eval.csv", {
             "env_steps": p.env_steps, "episodes": p.episodes, "success_rate": overall,
             "mean_return": result.mean_return,
             "per_goal": ";".join(f"{g}:{result.success_rate[g]:.3f}/{result.final_error[g]:.3f}"
                                  for g in sorted(result.success_rate)),
+            **{name.split("/", 1)[1]: round(value, 4) for name, value in result.probe.items()},
         })
         self._plot_learning_curve()
         self.last_eval = result
@@ -423,25 +435,47 @@ class Trainer:
                               video_dir / f"model_{p.env_steps:09d}", self.writer, p.env_steps, self.fps)
         return result
 
-    def _eval_episode(self, seed: int, video: VideoWriter | None) -> tuple[str, float, float, float]:
+    def _probe(self, heldout_steps: int) -> dict[str, float]:
+        """The linear probe of the agent's features (agent/probe.py): fitted on the replay,
+        scored on this evaluation's episodes. Where the learner trains in its own process, the
+        agent here has only the policy's weights: the learner probes at its checkpoints."""
+        if self.learner is not None:
+            return {}
+        return heldout_probe(self.agent, self.replay, self.run_dir / "eval_replay", heldout_steps,
+                             np.random.default_rng(self.progress.env_steps))
+
+    def _eval_episode(self, seed: int, video: VideoWriter | None) -> tuple[str, float, float, float, int]:
+        """One episode of the deterministic policy, recorded in eval_replay/: (goal, success,
+        final |error|, return, steps)."""
+        try:
+            return self._run_eval_episode(seed, video)
+        except BaseException:
+            self.eval_writer.discard_episode()
+            raise
+
+    def _run_eval_episode(self, seed: int, video: VideoWriter | None) -> tuple[str, float, float, float, int]:
         # Evaluation episodes are seeded by their index: the same goals and starts every time.
         obs, info = self.eval_env.reset(seed=seed)
+        self.eval_writer.start_episode(obs)
         history = make_history(self.agent, self.eval_env.observation_space)
         history.reset(obs)
-        episode_return, done = 0.0, False
+        episode_return, done, steps = 0.0, False, 0
         if video is not None:
             video.append(obs["image"])
         while not done:
             action = self.agent.act(history, explore=False)
             obs, reward, terminated, truncated, info = self.eval_env.step(action)
             done = terminated or truncated
-            history.push(info.get("held_action", action), obs)
+            action = info.get("held_action", action)
+            history.push(action, obs)
+            self.eval_writer.add(action, reward, obs, terminated, truncated)
             episode_return += float(reward)
+            steps += 1
             if video is not None:
                 video.append(obs["image"])
         goal = f"{info['goal_rad']:+.2f}" if "goal_rad" in info else "all"
         error = abs(float(info.get("error_rad", info.get("distance", np.nan))))
-        return goal, float(bool(info.get("success", False))), error, episode_return
+        return goal, float(bool(info.get("success", False))), error, episode_return, steps
 
     def _plot_learning_curve(self) -> None:
         with open(self.run_dir / "eval.csv", newline="") as f:
@@ -452,11 +486,26 @@ class Trainer:
         )
 
     def _write_row(self, name: str, row: dict[str, Any]) -> None:
+        """Appends a row; when it brings new columns (a run resumed by a newer version), the
+        file is rewritten once with the union of the columns, older rows left blank there."""
         path = self.run_dir / name
-        new = not path.exists()
+        header = []
+        if path.exists():
+            with open(path, newline="") as f:
+                header = next(csv.reader(f), [])
+        if header and set(row) - set(header):
+            with open(path, newline="") as f:
+                rows = list(csv.DictReader(f))
+            header = header + [k for k in row if k not in header]
+            temporary = path.with_name(f".{path.name}.tmp")
+            with open(temporary, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=header)
+                writer.writeheader()
+                writer.writerows(rows)
+            os.replace(temporary, path)
         with open(path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(row))
-            if new:
+            writer = csv.DictWriter(f, fieldnames=header or list(row))
+            if not header:
                 writer.writeheader()
             writer.writerow(row)
             f.flush()

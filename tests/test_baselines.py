@@ -1,0 +1,147 @@
+"""Every agent behind one trainer: SLAC and the SAC baselines (from the state, from pixels, with
+DrQ's shifts) train and evaluate on the valve and on PointReach; the probe reads the state."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from slac_robot.agent.history import PolicyHistory
+from slac_robot.agent.probe import probe_errors
+from slac_robot.agent.replay import SequenceReplay
+from slac_robot.agent.sac_baseline import SacAgent, SacConfig, random_shift
+from slac_robot.agent.slac import SlacAgent, SlacConfig
+from slac_robot.cli import main
+from slac_robot.runtime.train import Schedule, Trainer
+from slac_robot.tasks.point_reach import PointReachEnv
+
+VALVE_STEPS = 10  # steps per valve episode in these tests
+AGENTS = {  # the CLI's agent groups, shrunk for a CPU test
+    "slac_cpu": ["agent.width=0.125", "agent.z2_dim=16", "agent.hidden=[32,32]", "schedule.initial_model_updates=3",
+                 "schedule.model_batch_size=4", "schedule.sac_batch_size=8"],
+    "sac_state": ["schedule.sac_batch_size=16"],
+    "sac_pixels": ["agent.width=0.125", "schedule.sac_batch_size=8"],
+    "sac_pixels_drq": ["agent.width=0.125", "schedule.sac_batch_size=8"],
+}
+
+
+@pytest.mark.parametrize("agent", sorted(AGENTS))
+def test_each_agent_trains_and_evaluates_on_the_valve(agent, tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", f"agent={agent}", *AGENTS[agent], f"out_dir={run}", "session.learner=inline", "device=cpu",
+                 f"task.episode_steps={VALVE_STEPS}", "schedule.total_env_steps=60",
+                 "schedule.initial_collection_steps=20", "schedule.eval_every_episodes=3",
+                 "schedule.eval_episodes=2", "schedule.checkpoint_every_episodes=3"]) == 0
+    state = torch.load(sorted((run / "checkpoints").glob("*.pt"))[-1], weights_only=False)
+    assert state["agent"]["sac_updates"] == 60 - 20 + 1  # one update per step from the collection's end
+    assert state["agent"]["model_updates"] == (3 + 41 if agent == "slac_cpu" else 0)
+    with open(run / "eval.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["env_steps"]) for r in rows] == [30, 60]
+    # the probe of what the agent's features tell of the valve and the joints, every evaluation
+    for row in rows:
+        assert 0 <= float(row["valve_error_rad"]) <= np.pi and float(row["joint_pos_error_rad"]) >= 0
+    if agent == "sac_state":  # its features are the state itself: read back exactly
+        assert float(rows[-1]["valve_error_rad"]) < 0.01 and float(rows[-1]["joint_pos_error_rad"]) < 0.01
+    assert len(list((run / "eval_replay").glob("episode_*.npz"))) == 4  # held out: not in the replay
+    assert len(list((run / "replay").glob("episode_*.npz"))) == 6
+    assert main(["eval", f"run={run}", "episodes=1", f"out_dir={tmp_path / 'eval'}", "video.view=false",
+                 f"task.episode_steps={VALVE_STEPS}"]) == 0
+
+
+POINT_SCHEDULE = Schedule(
+    total_env_steps=160, initial_collection_steps=100, initial_model_updates=20, updates_per_step=1,
+    model_batch_size=8, sac_batch_size=16, eval_every_episodes=4, eval_episodes=4,
+    checkpoint_every_episodes=0, keep_checkpoints=1, log_every_steps=100,
+)
+POINT_AGENTS = {
+    "slac": lambda dims: SlacAgent(2, dims, SlacConfig(sequence_length=4, z1_dim=8, z2_dim=16, hidden=(32, 32),
+                                                       width=0.125, channels_last=False)),
+    "sac_state": lambda dims: SacAgent(2, dims, SacConfig(state_keys=("position",), hidden=(32, 32))),
+    "sac_pixels": lambda dims: SacAgent(2, dims, SacConfig(observation="pixels", width=0.125, hidden=(32, 32))),
+    "sac_pixels_drq": lambda dims: SacAgent(2, dims, SacConfig(observation="pixels", augmentation="random_shift",
+                                                               width=0.125, hidden=(32, 32))),
+}
+
+
+@pytest.mark.parametrize("name", sorted(POINT_AGENTS))
+def test_each_agent_trains_and_evaluates_on_point_reach(name, tmp_path):
+    torch.manual_seed(0)
+    env, eval_env = PointReachEnv(), PointReachEnv()
+    dims = {k: s.shape[0] for k, s in env.observation_space.spaces.items() if k != "image"}
+    agent = POINT_AGENTS[name](dims)
+    replay = SequenceReplay(tmp_path / "replay", 2, capacity_steps=1000, sequence_length=agent.sequence_length,
+                            extras=dims, expected_episode_steps=env.episode_steps)
+    trainer = Trainer(env, eval_env, agent, replay, POINT_SCHEDULE, tmp_path, seed=0, show_progress=False)
+    trainer.train()
+    assert trainer.progress.env_steps == 160 and agent.sac_updates == 61
+    result = trainer.last_eval
+    assert result.env_steps == 160 and 0.0 <= result.success_rate["all"] <= 1.0
+    assert set(result.probe) == {"probe/position_error"}
+    if name == "sac_state":
+        assert result.probe["probe/position_error"] < 0.01
+
+
+def test_the_probe_reads_a_linear_quantity_and_not_noise():
+    rng = np.random.default_rng(0)
+    angles, joints = rng.uniform(-np.pi, np.pi, 2000), rng.normal(size=(2000, 9))
+    state = np.concatenate([np.cos(angles)[:, None], np.sin(angles)[:, None], joints], axis=1)
+    mixed = state @ rng.normal(size=(11, 40)) + 0.01 * rng.normal(size=(2000, 40))  # a linear code of it
+    noise = rng.normal(size=(2000, 40))  # features that know nothing
+    targets = {"valve": state[:, :2], "joint_pos": joints}
+    split = lambda x: (x[:1500], x[1500:])  # noqa: E731
+    train_t, test_t = ({k: split(v)[i] for k, v in targets.items()} for i in (0, 1))
+    good = probe_errors(*split(mixed)[:1], train_t, split(mixed)[1], test_t)
+    bad = probe_errors(split(noise)[0], train_t, split(noise)[1], test_t)
+    assert good["probe/valve_error_rad"] < 0.02 and good["probe/joint_pos_error_rad"] < 0.02
+    assert bad["probe/valve_error_rad"] > 1.2 and bad["probe/joint_pos_error_rad"] > 0.6  # chance: pi/2, 0.8
+
+
+def test_random_shift_moves_each_image_whole_by_at_most_the_pad():
+    images = torch.zeros(64, 3, 16, 16)
+    images[:, :, 6:10, 6:10] = 1.0  # a square away from the edges
+    shifted = random_shift(images, shift_px=2, generator=torch.Generator().manual_seed(0))
+    assert shifted.shape == images.shape
+    offsets = set()
+    for image in shifted:
+        rows, cols = torch.nonzero(image[0], as_tuple=True)
+        assert len(rows) == 16  # the square whole
+        offsets.add((int(rows.min()) - 6, int(cols.min()) - 6))
+    assert offsets <= {(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)} and len(offsets) > 5
+
+
+@pytest.mark.parametrize("observation", ["state", "pixels"])
+def test_a_sac_baseline_resumes_exactly_and_publishes_what_acting_needs(observation, tmp_path):
+    dims = {"joint_pos": 9, "valve": 2, "goal": 2}
+    make = lambda: SacAgent(9, dims, SacConfig(observation=observation, width=0.125, hidden=(16, 16)))  # noqa: E731
+    torch.manual_seed(0)
+    agent = make()
+    replay = SequenceReplay(tmp_path, 9, capacity_steps=200, sequence_length=agent.sequence_length, extras=dims)
+    rng = np.random.default_rng(0)
+    obs = lambda: {"image": rng.integers(0, 255, (64, 64, 3), dtype=np.uint8),  # noqa: E731
+                   **{k: rng.normal(size=d).astype(np.float32) for k, d in dims.items()}}
+    for _ in range(3):
+        replay.start_episode(obs())
+        for t in range(10):
+            replay.add(rng.uniform(-1, 1, 9), rng.normal(), obs(), False, t == 9)
+    for _ in range(3):
+        agent.train_step(replay, np.random.default_rng(1), 0, 8)
+    saved = io.BytesIO()  # through bytes, as a checkpoint: a loaded optimiser state shares no tensor
+    torch.save(agent.state_dict(), saved)
+    resumed = make()
+    resumed.load_state_dict(torch.load(io.BytesIO(saved.getvalue()), weights_only=False))
+    torch.manual_seed(5)  # the policy's noise
+    expected = agent.train_step(replay, np.random.default_rng(2), 0, 8)
+    torch.manual_seed(5)
+    assert resumed.train_step(replay, np.random.default_rng(2), 0, 8) == expected
+    assert all(np.isfinite(v) for v in expected.values())
+    actor = make()
+    actor.load_policy_state_dict(SacAgent.policy_from_state_dict(agent.state_dict()))
+    history = PolicyHistory(agent.history_length, (64, 64, 3), 9, {k: dims[k] for k in agent.observation_keys})
+    history.reset(obs())
+    np.testing.assert_array_equal(actor.act(history, explore=False), agent.act(history, explore=False))
+    assert np.all(np.abs(agent.act(history, explore=True)) <= 1)
