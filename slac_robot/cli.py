@@ -594,10 +594,34 @@ def locate_camera(cfg: DictConfig) -> int:
     return 0
 
 
+def plot_results(cfg: DictConfig) -> int:
+    """Draws the comparison figure of the runs under cfg.root (<setting>/<agent>_s<seed>/eval.csv)."""
+    import re
+
+    from slac_robot.runtime.plots import plot_comparison, read_eval_curve
+
+    root = pathlib.Path(str(cfg.root))
+    curves: dict[str, dict[str, list]] = {}
+    for eval_csv in sorted(root.glob("*/*/eval.csv")):
+        match = re.fullmatch(r"(.+)_s(\d+)", eval_csv.parent.name)
+        if match is None:
+            continue
+        curves.setdefault(eval_csv.parent.parent.name, {}).setdefault(match[1], []).append(read_eval_curve(eval_csv))
+    if not curves:
+        print(f"slac-robot plot-results: no <setting>/<agent>_s<seed>/eval.csv under {root}", file=sys.stderr)
+        return 1
+    out = pathlib.Path(str(cfg.out)) if cfg.out else root / "comparison.png"
+    plot_comparison(curves, out)
+    runs = sum(len(seeds) for agents in curves.values() for seeds in agents.values())
+    print(f"{runs} runs in {len(curves)} goal settings: {out}")
+    return 0
+
+
 COMMANDS: dict[str, tuple[Callable[[DictConfig], int], str]] = {
     "rollout": (rollout, "run episodes with a random or scripted policy; write metrics and videos"),
-    "train": (train, "train SLAC online from pixels (actor + learner processes); resume=RUN_DIR"),
-    "eval": (evaluate, "run a trained SLAC policy (run=RUN_DIR or checkpoint=FILE); metrics and videos"),
+    "train": (train, "train an agent online (SLAC, or a SAC baseline: agent=...); resume=RUN_DIR"),
+    "eval": (evaluate, "run a trained policy (run=RUN_DIR or checkpoint=FILE); metrics and videos"),
+    "plot-results": (plot_results, "the comparison figure of many runs (root=FOLDER of <setting>/<agent>_s<seed>)"),
     "emulate-bus": (emulate_bus, "run the Dynamixel bus emulator (simulated claw) on a pseudo-terminal"),
     "check-hardware": (check_hardware, "ping every servo and print its model, temperature, errors, position"),
     "calibrate-joints": (calibrate_joints, "record the joint offsets with the claw held at the reference pose"),

@@ -145,3 +145,17 @@ def test_a_sac_baseline_resumes_exactly_and_publishes_what_acting_needs(observat
     history.reset(obs())
     np.testing.assert_array_equal(actor.act(history, explore=False), agent.act(history, explore=False))
     assert np.all(np.abs(agent.act(history, explore=True)) <= 1)
+
+
+def test_plot_results_draws_every_setting_from_the_runs_eval_csvs(tmp_path, capsys):
+    assert main(["plot-results", f"root={tmp_path}"]) == 1  # nothing there yet: says so
+    assert "no <setting>/<agent>_s<seed>/eval.csv" in capsys.readouterr().err
+    for setting, agent, seed in [("fixed", "slac_cpu", 0), ("fixed", "slac_cpu", 1), ("fixed", "sac_state", 0),
+                                 ("random", "sac_pixels", 0)]:
+        run = tmp_path / setting / f"{agent}_s{seed}"
+        run.mkdir(parents=True)
+        rows = [f"{1000 * (i + 1)},{i},{0.1 * i},{-100 + 50 * i + seed},x" for i in range(4 + seed)]
+        (run / "eval.csv").write_text("env_steps,episodes,success_rate,mean_return,per_goal\n" + "\n".join(rows) + "\n")
+    assert main(["plot-results", f"root={tmp_path}"]) == 0
+    assert "4 runs in 2 goal settings" in capsys.readouterr().out
+    assert (tmp_path / "comparison.png").read_bytes()[:4] == b"\x89PNG"

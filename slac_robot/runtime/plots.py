@@ -55,3 +55,47 @@ def plot_learning_curve(env_steps: list[int], success_rate: list[float], mean_re
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
+
+
+def read_eval_curve(eval_csv: pathlib.Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(env_steps, success_rate, mean_return) of one run's eval.csv."""
+    import csv
+
+    with open(eval_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    columns = [[float(r[key]) for r in rows] for key in ("env_steps", "success_rate", "mean_return")]
+    return tuple(np.asarray(c) for c in columns)  # type: ignore[return-value]
+
+
+def plot_comparison(curves: dict[str, dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]],
+                    path: pathlib.Path) -> None:
+    """The comparison figure: one column per goal setting, evaluation success rate (top) and mean
+    return (bottom) against environment steps; per agent the mean over its seeds and the min-max
+    band. curves: setting -> agent -> one (env_steps, success, return) per seed. Seeds are
+    compared at the steps all of them reached."""
+    settings = list(curves)
+    figure, axes = plt.subplots(2, len(settings), figsize=(4.5 * len(settings), 6), dpi=100, squeeze=False,
+                                sharex="col")
+    for column, setting in enumerate(settings):
+        for agent in sorted(curves[setting]):
+            seeds = curves[setting][agent]
+            length = min(len(steps) for steps, _, _ in seeds)
+            steps = seeds[0][0][:length]
+            for row, values in ((0, [s[1][:length] for s in seeds]), (1, [s[2][:length] for s in seeds])):
+                stacked = np.stack(values)
+                label = f"{agent} ({len(seeds)} seed{'s' if len(seeds) > 1 else ''})"
+                line, = axes[row, column].plot(steps, stacked.mean(0), label=label)
+                if len(seeds) > 1:
+                    axes[row, column].fill_between(steps, stacked.min(0), stacked.max(0), color=line.get_color(),
+                                                   alpha=0.2)
+        axes[0, column].set_title(f"task={setting}")
+        axes[0, column].set_ylim(-0.05, 1.05)
+        axes[1, column].set_xlabel("environment steps")
+        for row in (0, 1):
+            axes[row, column].grid(alpha=0.3)
+        axes[0, column].legend(fontsize=7, loc="upper left")
+    axes[0, 0].set_ylabel("evaluation success rate")
+    axes[1, 0].set_ylabel("evaluation mean return")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
