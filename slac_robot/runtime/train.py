@@ -272,7 +272,12 @@ class Trainer:
         if self.learner is not None:
             # Seeded by its index: a resumed session does not repeat the first episodes' draws.
             self.rng = np.random.default_rng((self.seed, p.episodes))
-        obs, _ = self.env.reset(seed=int(self.rng.integers(2**31)))
+        try:
+            obs, _ = self.env.reset(seed=int(self.rng.integers(2**31)))
+        except SafetyTrip:  # at the end of the reset (the robot is safe, the trip logged)
+            p.trips += 1
+            self._log_trips()
+            raise
         self.replay.start_episode(obs)
         history = make_history(self.agent, self.env.observation_space)
         history.reset(obs)
