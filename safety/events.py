@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from slac_robot.storage import append_to_descriptor, named
+
 
 class EventLog:
     """Appends events to a JSONL file (created with its folder if missing; kept when it exists).
@@ -31,7 +33,10 @@ class EventLog:
         created = not self.path.exists()
         if not created:
             _drop_torn_tail(self.path)
-        self._file = open(self.path, "a", encoding="utf-8")
+        try:
+            self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise named(error, self.path) from None
         if created:
             # The new name must survive a crash too, not only the lines written under it.
             _fsync_folder(self.path.parent)
@@ -45,13 +50,15 @@ class EventLog:
             **fields,
         }
         line = json.dumps(event, default=_plain) + "\n"
-        self._file.write(line)
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        # One write, cut off again if it fails part-way: a full disk loses this event (the
+        # OSError names the log), never the line structure of the ones before.
+        append_to_descriptor(self._fd, line.encode("utf-8"), self.path, fsync=True)
         return json.loads(line)
 
     def close(self) -> None:
-        self._file.close()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def __enter__(self) -> "EventLog":
         return self

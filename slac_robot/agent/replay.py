@@ -12,7 +12,9 @@ On disk (crash safety)
   hidden temporary name in the same directory (`.episode_...tmp`, which readers ignore),
   flushed and fsync'ed, then hard-linked to its final name (atomic, and it never replaces an
   existing file, even with several writers) and the directory fsync'ed. A crash, even SIGKILL,
-  loses at most the unfinished episode; a torn write leaves only a temporary file. Files are
+  loses at most the unfinished episode; a torn write leaves only a temporary file, and a write
+  that fails (disk full, read-only) removes its temporary and raises an OSError naming the
+  episode's file, the files before it untouched. Files are
   never deleted: eviction only drops episodes from memory. A file that cannot be read is moved
   to `corrupt/` with a warning that names it.
 
@@ -61,6 +63,7 @@ from typing import Mapping
 import numpy as np
 
 from slac_robot.config import ConfigError, require_int
+from slac_robot.storage import named, remove_quietly
 
 FORMAT_VERSION = 1
 CORRUPT_DIR = "corrupt"
@@ -149,11 +152,12 @@ def write_episode(directory: Path, index: int, episode: Episode) -> Path:
         **{f"obs_{name}": values for name, values in episode.extras.items()},
     }
     temporary = directory / f".{episode_file_name(index, episode.steps)}.{os.getpid()}.tmp"
-    with open(temporary, "wb") as f:
-        np.savez_compressed(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
+    path = directory / episode_file_name(index, episode.steps)
     try:
+        with open(temporary, "wb") as f:
+            np.savez_compressed(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
         while True:
             path = directory / episode_file_name(index, episode.steps)
             try:
@@ -161,9 +165,11 @@ def write_episode(directory: Path, index: int, episode: Episode) -> Path:
                 break
             except FileExistsError:
                 index = _next_free_index(directory)
+        _fsync_directory(directory)
+    except OSError as error:  # disk full, read-only: the error names the episode's file
+        raise named(error, path, instead_of_temporary=True) from None
     finally:
-        os.unlink(temporary)
-    _fsync_directory(directory)
+        remove_quietly(temporary)  # a failed write leaves no temporary to fill the disk
     return path
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from slac_robot.agent.base import PIXEL_OFFSET
 from slac_robot.agent.slac import SlacAgent
 from slac_robot.runtime.video import VideoWriter
+from slac_robot.storage import write_atomically
 
 
 def _to_uint8(images: np.ndarray) -> np.ndarray:
@@ -39,7 +40,7 @@ def write_model_media(
     the grid to TensorBoard (tag model/sequences) at `step`."""
     rows = model_rows(agent, sample)  # (3, T+1, H, W, 3)
     grid = np.concatenate([np.concatenate(list(row), axis=1) for row in rows], axis=0)
-    imageio.imwrite(f"{stem}.png", grid)
+    write_atomically(pathlib.Path(f"{stem}.png"), imageio.imwrite("<bytes>", grid, format="png"))
     video = VideoWriter(pathlib.Path(f"{stem}.mp4"), fps, scale=4)
     try:
         for t in range(rows.shape[1]):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import pathlib
 
@@ -10,6 +11,19 @@ import matplotlib
 matplotlib.use("Agg")  # files only: robots' computers and CI have no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from slac_robot.storage import write_atomically  # noqa: E402
+
+
+def _save(figure, path: pathlib.Path) -> None:
+    """Writes the figure to path whole or not at all (a full disk leaves the previous plot), and
+    closes it."""
+    buffer = io.BytesIO()
+    try:
+        figure.savefig(buffer, format=pathlib.Path(path).suffix.lstrip(".") or "png")
+    finally:
+        plt.close(figure)
+    write_atomically(path, buffer.getbuffer())
 
 
 def plot_valve_errors(
@@ -35,8 +49,7 @@ def plot_valve_errors(
     if len(errors_rad) <= 10:
         axes.legend(fontsize=7, loc="upper right")
     figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
+    _save(figure, path)
 
 
 def plot_learning_curve(env_steps: list[int], success_rate: list[float], mean_return: list[float],
@@ -53,8 +66,7 @@ def plot_learning_curve(env_steps: list[int], success_rate: list[float], mean_re
     for axes in (top, bottom):
         axes.grid(alpha=0.3)
     figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
+    _save(figure, path)
 
 
 def read_eval_curve(eval_csv: pathlib.Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -97,5 +109,4 @@ def plot_comparison(curves: dict[str, dict[str, list[tuple[np.ndarray, np.ndarra
     axes[0, 0].set_ylabel("evaluation success rate")
     axes[1, 0].set_ylabel("evaluation mean return")
     figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
+    _save(figure, path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import pathlib
 from dataclasses import asdict, dataclass
 
@@ -14,6 +15,7 @@ from slac_robot.policies import Policy
 from slac_robot.runtime.plots import plot_valve_errors
 from slac_robot.runtime.stop import StopSignal
 from slac_robot.runtime.video import VideoWriter
+from slac_robot.storage import append_atomically, write_atomically
 
 
 @dataclass(frozen=True)
@@ -54,11 +56,9 @@ def run_episodes(
     results: list[EpisodeMetrics] = []
     errors: list[np.ndarray] = []
     fields = list(EpisodeMetrics.__dataclass_fields__)
-    with open(out_dir / "episodes.csv", "w", newline="") as csv_file, tqdm(
-        total=episodes * env.task.episode_steps, unit="step", desc="rollout"
-    ) as progress:
-        rows = csv.DictWriter(csv_file, fieldnames=fields)
-        rows.writeheader()
+    csv_path = out_dir / "episodes.csv"
+    write_atomically(csv_path, _csv_lines(fields, None))
+    with tqdm(total=episodes * env.task.episode_steps, unit="step", desc="rollout") as progress:
         try:
             for episode in range(episodes):
                 videos = {}
@@ -73,8 +73,7 @@ def run_episodes(
                         video.close()
                 results.append(metrics)
                 errors.append(episode_errors)
-                rows.writerow(asdict(metrics))
-                csv_file.flush()
+                append_atomically(csv_path, _csv_lines(fields, asdict(metrics)))  # no half row on a full disk
                 progress.set_postfix(success=f"{sum(r.success for r in results)}/{len(results)}")
         finally:  # when interrupted too: plot the episodes that finished
             if results:
@@ -83,6 +82,17 @@ def run_episodes(
                     env.task.success_threshold_rad, out_dir / "valve_error.png",
                 )
     return results
+
+
+def _csv_lines(fields: list[str], row: dict | None) -> bytes:
+    """The header (row None) or one row of episodes.csv, as bytes."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=fields)
+    if row is None:
+        writer.writeheader()
+    else:
+        writer.writerow(row)
+    return text.getvalue().encode()
 
 
 def _run_one(env, policy, episode, seed, videos, progress, stop) -> tuple[EpisodeMetrics, np.ndarray]:

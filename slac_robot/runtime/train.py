@@ -23,7 +23,7 @@ history, as the hold it became (the env's info["held_action"]).
 from __future__ import annotations
 
 import csv
-import os
+import io
 import pathlib
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -44,6 +44,7 @@ from slac_robot.runtime.plots import plot_learning_curve
 from slac_robot.runtime.stop import Interrupted, StopSignal
 from slac_robot.runtime.video import VideoWriter
 from slac_robot.safety import NEEDS_PERSON, Fault, ResetFailed, SafetyTrip
+from slac_robot.storage import append_atomically, write_atomically
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,47 @@ class Schedule:
     checkpoint_every_episodes: int
     keep_checkpoints: int
     log_every_steps: int
+
+
+# What a run writes, for the free-space check at its start (measured on backend=sim, 64x64):
+EPISODE_BYTES_PER_FRAME = 1_750  # an episode file, per observation (10-step files: 19.4-19.8 kB)
+EVALUATION_MEDIA_BYTES = 250_000  # an evaluation's video and the model's sequences (mp4 and png: ~230 kB)
+
+
+def space_needed(run_dir: pathlib.Path, schedule: Schedule, recorded_steps: int, episode_steps: int,
+                 image_shape: tuple[int, ...], agent_state: dict[str, Any]) -> str | None:
+    """A warning when the run's filesystem has less room than the rest of the run is expected to
+    write, else None. The estimate: every episode file (training and evaluation), the checkpoints
+    kept plus the one being written (weights and Adam's two moments: 3x the agent's tensors; a
+    tiny agent's measured 2.9x), and each evaluation's videos. TensorBoard's files are left out."""
+    import math
+    import shutil
+
+    remaining = max(schedule.total_env_steps - recorded_steps, 0)
+    episodes = math.ceil(remaining / episode_steps)
+    evaluations = episodes // schedule.eval_every_episodes if schedule.eval_every_episodes else 0
+    pixels = image_shape[0] * image_shape[1] / (64 * 64)
+    episode_bytes = EPISODE_BYTES_PER_FRAME * pixels * (episode_steps + 1)
+    checkpoint_bytes = 3 * _tensor_bytes(agent_state)
+    need = (episode_bytes * (episodes + evaluations * schedule.eval_episodes)
+            + checkpoint_bytes * (schedule.keep_checkpoints + 1) + EVALUATION_MEDIA_BYTES * evaluations)
+    free = shutil.disk_usage(run_dir).free
+    if free >= need:
+        return None
+    return (f"{run_dir} is on a filesystem with {free / 1e6:.1f} MB free, and the rest of this run is expected "
+            f"to need about {need / 1e6:.1f} MB ({episodes} episodes of ~{episode_bytes / 1e3:.0f} kB, "
+            f"checkpoints of ~{checkpoint_bytes / 1e6:.1f} MB, {evaluations} evaluations); free space there, "
+            "or lower schedule.total_env_steps")
+
+
+def _tensor_bytes(state: Any) -> int:
+    if isinstance(state, torch.Tensor):
+        return state.numel() * state.element_size()
+    if isinstance(state, dict):
+        return sum(_tensor_bytes(v) for v in state.values())
+    if isinstance(state, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in state)
+    return 0
 
 
 @dataclass
@@ -210,6 +252,7 @@ class Trainer:
             total=s.total_env_steps, initial=self.progress.env_steps, unit="step", desc="train",
             disable=not self.show_progress,
         )
+        finished = False
         try:
             while self.progress.env_steps < s.total_env_steps:
                 recorded_before = self.progress.episodes
@@ -225,6 +268,7 @@ class Trainer:
                 if _every(self.progress.episodes, s.checkpoint_every_episodes):
                     self.save()
             self.save()
+            finished = True
         except Interrupted as interrupt:
             if self.on_stop is not None:
                 self.on_stop(f"stopped by {interrupt.signal_name}")  # the robot first, then the checkpoint
@@ -237,7 +281,7 @@ class Trainer:
             raise
         finally:
             bar.close()
-            self._close_writer()
+            self._close_writer(quietly=not finished)
 
     def _after_trip(self, fault: Fault) -> None:
         """The episode ended in a trip (the robot is safe, the event logged): go on, ask, or halt."""
@@ -382,10 +426,17 @@ class Trainer:
             self._purge_step = None
         return self._writer
 
-    def _close_writer(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+    def _close_writer(self, quietly: bool = False) -> None:
+        """Closes TensorBoard's writer; quietly: a failure to flush it (a full disk) does not hide
+        the exception that is ending the session."""
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return
+        try:
+            writer.close()
+        except Exception:
+            if not quietly:
+                raise
 
     # ----- evaluation -----
     def evaluate(self) -> EvalResult:
@@ -492,7 +543,9 @@ class Trainer:
 
     def _write_row(self, name: str, row: dict[str, Any]) -> None:
         """Appends a row; when it brings new columns (a run resumed by a newer version), the
-        file is rewritten once with the union of the columns, older rows left blank there."""
+        file is rewritten once with the union of the columns, older rows left blank there.
+        Written in one piece (header and row; the rewrite atomically): a disk that fills up
+        leaves the file as it was, never with half a row."""
         path = self.run_dir / name
         header = []
         if path.exists():
@@ -502,16 +555,14 @@ class Trainer:
             with open(path, newline="") as f:
                 rows = list(csv.DictReader(f))
             header = header + [k for k in row if k not in header]
-            temporary = path.with_name(f".{path.name}.tmp")
-            with open(temporary, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=header)
-                writer.writeheader()
-                writer.writerows(rows)
-            os.replace(temporary, path)
-        with open(path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=header or list(row))
-            if not header:
-                writer.writeheader()
-            writer.writerow(row)
-            f.flush()
+            write_atomically(path, _csv_text(header, rows, with_header=True).encode())
+        append_atomically(path, _csv_text(header or list(row), [row], with_header=not header))
 
+
+def _csv_text(header: list[str], rows: list[dict[str, Any]], with_header: bool) -> str:
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=header)
+    if with_header:
+        writer.writeheader()
+    writer.writerows(rows)
+    return text.getvalue()
