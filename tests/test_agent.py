@@ -155,7 +155,7 @@ def test_a_corrupt_checkpoint_is_named_and_an_older_one_is_used(tmp_path):
     with pytest.warns(UserWarning, match="trying an older checkpoint"):
         path, state = load_latest_checkpoint(tmp_path)
     assert path == checkpoint_path(tmp_path, 10) and "agent" in state
-    assert newest.exists()  # reported, never deleted
+    assert not newest.exists() and (tmp_path / "corrupt" / newest.name).is_file()  # moved aside, never deleted
     with pytest.raises(CheckpointError, match="no readable checkpoint"):
         load_latest_checkpoint(tmp_path / "elsewhere")
 
