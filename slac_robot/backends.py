@@ -17,7 +17,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from slac_robot.env import ValveTurnEnv
-from slac_robot.config import ConfigError, load_config, require_int, require_positive
+from slac_robot.config import ConfigError, load_config, require_int, require_number, require_positive
 from slac_robot.interfaces import Camera, ControlClock, Robot
 from slac_robot.policies import Policy, RandomPolicy, ScriptedTurnPolicy
 from slac_robot.runtime.clock import RateKeeper
@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     import torch
 
     from slac_robot.agent.base import Agent
-    from slac_robot.agent.sac_baseline import SacAgent
-    from slac_robot.agent.slac import SlacAgent
+    from slac_robot.agent.sac_baseline import SacAgent, SacConfig
+    from slac_robot.agent.slac import SlacAgent, SlacConfig
     from slac_robot.agent.replay import SequenceReplay
     from slac_robot.calibration.boards import Board
     from slac_robot.calibration.joints import JointCalibration
@@ -423,6 +423,31 @@ def make_scripted_reset(
     )
 
 
+def check_env_config(cfg: DictConfig) -> tuple[ValveTurnTask, dict[str, Any], dict[str, Any], HealthMonitor]:
+    """Checks the values of the backend choice, task, camera and safety sections without opening
+    anything (a command checks them before it makes its run directory); returns the task, the
+    camera and safety sections (plain dicts) and the health monitor built from them."""
+    name = cfg.backend.name
+    if name not in BACKENDS:
+        raise ConfigError(f"backend.name={name!r} is not one of: {', '.join(BACKENDS)}")
+    task = make_task(cfg.task)
+    camera = _plain(cfg.camera)
+    for key in ("width_px", "height_px"):
+        require_int(f"camera.{key}", camera[key])
+    # Checked here first: safety.health.max_frame_age_s defaults to it, and the error should name its source.
+    require_positive("camera.frame_max_age_s", camera["frame_max_age_s"])
+    safety = _plain(cfg.safety)
+    monitor = make_health_monitor(safety)
+    require_positive("safety.max_joint_speed_rad_s", safety["max_joint_speed_rad_s"])
+    if not require_number("safety.stop_hold_s", safety["stop_hold_s"]) >= 0:
+        raise ConfigError(f"safety.stop_hold_s must be >= 0, got {safety['stop_hold_s']!r}")
+    reset = safety["reset"]
+    for key in ("tolerance_rad", "valve_tolerance_rad", "stage_timeout_s", "settled_speed_rad_s", "stall_s"):
+        require_positive(f"safety.reset.{key}", reset[key])
+    require_int("safety.reset.attempts", reset["attempts"])
+    return task, camera, safety, monitor
+
+
 def make_env(cfg: DictConfig, render: bool = False, realtime: bool = False) -> ValveTurnEnv:
     """Assembles the environment for cfg.backend, cfg.task, cfg.camera and cfg.safety.
 
@@ -430,16 +455,8 @@ def make_env(cfg: DictConfig, render: bool = False, realtime: bool = False) -> V
     realtime: pace a simulated backend's clock at its control rate on the wall clock (a
     RateKeeper around it), as a session on the real claw runs; hardware clocks always are.
     The env has no event log yet: the session runtime sets `env.event_log`."""
-    name = cfg.backend.name
-    if name not in BACKENDS:
-        raise ConfigError(f"backend.name={name!r} is not one of: {', '.join(BACKENDS)}")
-    task = make_task(cfg.task)
-    camera = _plain(cfg.camera)
-    # Checked here first: safety.health.max_frame_age_s defaults to it, and the error should name its source.
-    require_positive("camera.frame_max_age_s", camera["frame_max_age_s"])
-    safety = _plain(cfg.safety)
-    monitor = make_health_monitor(safety)  # bad thresholds fail before any device is opened
-    parts = BACKENDS[name](_plain(cfg.backend), camera, _plain(cfg.camera_device), safety, render)
+    task, camera, safety, monitor = check_env_config(cfg)  # bad values fail before any device is opened
+    parts = BACKENDS[cfg.backend.name](_plain(cfg.backend), camera, _plain(cfg.camera_device), safety, render)
     if realtime and not isinstance(parts.clock, RateKeeper):
         parts = parts._replace(clock=RateKeeper(parts.clock.period_s, inner=parts.clock))
     try:
@@ -513,9 +530,10 @@ def vector_dims(observation_space) -> dict[str, int]:
     return {k: space.shape[0] for k, space in observation_space.spaces.items() if k != "image"}
 
 
-def make_agent(agent: DictConfig, env: "gym.Env", device: "torch.device") -> "Agent":
-    """Builds the agent that the `agent` config group names (agent.kind: slac | sac) for env's
-    action and observation sizes; a bad value raises ConfigError naming the key."""
+def agent_config(agent: DictConfig, image_shape: tuple[int, ...]) -> tuple[str, Any]:
+    """The agent config group's kind (slac | sac) and its SlacConfig or SacConfig, every value
+    checked for images of image_shape (H, W, 3); a bad value raises ConfigError naming the key.
+    Builds no network: a command checks this before it opens the robot or makes a run directory."""
     kwargs = _plain(agent)
     kwargs.pop("name")
     kwargs.pop("schedule")  # read by train.yaml's schedule, not by the agent
@@ -525,37 +543,49 @@ def make_agent(agent: DictConfig, env: "gym.Env", device: "torch.device") -> "Ag
     kwargs["hidden"] = tuple(kwargs["hidden"])
     for key in ("actor_lr", "critic_lr", "alpha_lr", "initial_alpha", "tau"):
         require_positive(f"agent.{key}", kwargs[key])
-    if not 0.0 <= kwargs["gamma"] < 1.0:
+    if not 0.0 <= require_number("agent.gamma", kwargs["gamma"]) < 1.0:
         raise ConfigError(f"agent.gamma={kwargs['gamma']} must lie in [0, 1)")
-    dims = vector_dims(env.observation_space)
-    image_shape = env.observation_space["image"].shape
     needs_64 = ConfigError(
         f"the agent's image encoder takes 64x64 images, the camera gives {image_shape[1]}x{image_shape[0]}; "
         "set camera.width_px=64 camera.height_px=64"
     )
+    if kind == "slac":
+        return kind, _slac_config(kwargs, image_shape, needs_64)
+    return kind, _sac_config(kwargs, image_shape, needs_64)
+
+
+def make_agent(agent: DictConfig, env: "gym.Env", device: "torch.device") -> "Agent":
+    """Builds the agent that the `agent` config group names (agent.kind: slac | sac) for env's
+    action and observation sizes; a bad value raises ConfigError naming the key."""
+    kind, config = agent_config(agent, env.observation_space["image"].shape)
+    dims = vector_dims(env.observation_space)
     try:
         if kind == "slac":
-            return _make_slac(kwargs, env.action_space.shape[0], dims, image_shape, needs_64, device)
-        return _make_sac(kwargs, env.action_space.shape[0], dims, image_shape, needs_64, device)
+            from slac_robot.agent.slac import SlacAgent
+
+            return SlacAgent(env.action_space.shape[0], dims, config, device)
+        from slac_robot.agent.sac_baseline import SacAgent
+
+        return SacAgent(env.action_space.shape[0], dims, config, device)
     except KeyError as error:  # an observation the agent reads is not there
         raise ConfigError(f"agent={agent.name}: {error.args[0]}") from None
 
 
-def _make_slac(kwargs, action_dim, dims, image_shape, needs_64, device) -> "SlacAgent":
-    from slac_robot.agent.slac import SlacAgent, SlacConfig
+def _slac_config(kwargs, image_shape, needs_64) -> "SlacConfig":
+    from slac_robot.agent.slac import SlacConfig
 
     require_int("agent.sequence_length", kwargs["sequence_length"], minimum=2)
     for key in ("z1_dim", "z2_dim"):
         require_int(f"agent.{key}", kwargs[key])
     for key in ("width", "image_std", "model_lr"):
         require_positive(f"agent.{key}", kwargs[key])
-    if image_shape[:2] != (64, 64):
+    if tuple(image_shape[:2]) != (64, 64):
         raise needs_64
-    return SlacAgent(action_dim, dims, SlacConfig(**kwargs), device)
+    return SlacConfig(**kwargs)
 
 
-def _make_sac(kwargs, action_dim, dims, image_shape, needs_64, device) -> "SacAgent":
-    from slac_robot.agent.sac_baseline import AUGMENTATIONS, OBSERVATIONS, SacAgent, SacConfig
+def _sac_config(kwargs, image_shape, needs_64) -> "SacConfig":
+    from slac_robot.agent.sac_baseline import AUGMENTATIONS, OBSERVATIONS, SacConfig
 
     kwargs["state_keys"] = tuple(kwargs["state_keys"])
     for key, choices in (("observation", OBSERVATIONS), ("augmentation", AUGMENTATIONS)):
@@ -566,9 +596,9 @@ def _make_sac(kwargs, action_dim, dims, image_shape, needs_64, device) -> "SacAg
     require_int("agent.shift_px", kwargs["shift_px"], minimum=0)
     for key in ("width", "encoder_tau"):
         require_positive(f"agent.{key}", kwargs[key])
-    if kwargs["observation"] == "pixels" and image_shape[:2] != (64, 64):
+    if kwargs["observation"] == "pixels" and tuple(image_shape[:2]) != (64, 64):
         raise needs_64
-    return SacAgent(action_dim, dims, SacConfig(**kwargs), device)
+    return SacConfig(**kwargs)
 
 
 def make_replay(

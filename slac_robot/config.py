@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import pathlib
 from typing import Any, Sequence
 
@@ -26,17 +27,40 @@ def require_int(key: str, value: Any, minimum: int = 1) -> int:
 
 
 def require_number(key: str, value: Any) -> float:
-    """Returns value as a float, or raises ConfigError naming `key` when it is not a number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{key} must be a number, got {value!r}")
+    """Returns value as a float, or raises ConfigError naming `key` when it is not a finite number
+    (inf and nan reach physics, rendering and the safety limits as nonsense, or switch a check off)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{key} must be a finite number, got {value!r}")
     return float(value)
 
 
 def require_positive(key: str, value: Any) -> float:
-    """Returns value as a float, or raises ConfigError naming `key` when it is not a number > 0."""
+    """Returns value as a float, or raises ConfigError naming `key` when it is not a finite number > 0."""
     if not require_number(key, value) > 0:
-        raise ConfigError(f"{key} must be a number > 0, got {value!r}")
+        raise ConfigError(f"{key} must be a finite number > 0, got {value!r}")
     return float(value)
+
+
+def check_finite(cfg: DictConfig | dict | list, prefix: str = "", source: str = "") -> None:
+    """Raises ConfigError naming the first value in a config that is inf or nan.
+
+    No value of ours means anything when infinite: a physics step, an image size, a goal, a
+    learning rate. A safety limit set to inf would switch that protection off: a limit can be
+    relaxed (a wider finite value) but not switched off from the config. source: the file the
+    config was read from, named in the message."""
+    if isinstance(cfg, DictConfig):
+        cfg = OmegaConf.to_container(cfg, resolve=True)
+    items = cfg.items() if isinstance(cfg, dict) else enumerate(cfg)
+    for key, value in items:
+        path = (f"{prefix}[{key}]" if isinstance(key, int) else f"{prefix}.{key}") if prefix else str(key)
+        if isinstance(value, (dict, list)):
+            check_finite(value, path, source)
+        elif isinstance(value, float) and not math.isfinite(value):
+            where = f"{source}: " if source else ""
+            if path.startswith("safety."):
+                raise ConfigError(f"{where}{path}={value} would switch that safety limit off; a limit can be relaxed "
+                                  "(a wider finite value) but not switched off")
+            raise ConfigError(f"{where}{path}={value} is not a finite number; give a finite value")
 
 
 def group_options(group: str) -> list[str]:
@@ -73,6 +97,10 @@ def load_config(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
         # (hydra reports some malformed overrides as a plain ValueError)
         raise ConfigError(_first_line(error)) from None
     _check_types(OmegaConf.to_container(declared), OmegaConf.to_container(cfg), prefix="")
+    try:
+        check_finite(cfg)
+    except OmegaConfBaseException as error:  # an interpolation that does not resolve
+        raise ConfigError(_first_line(error)) from None
     return cfg
 
 
@@ -89,6 +117,11 @@ def load_saved_config(path: pathlib.Path, what: str) -> DictConfig:
                           "restore it from a copy, or start a new run") from None
     if not isinstance(saved, DictConfig) or "agent" not in saved:
         raise ConfigError(f"{path} is not a slac-robot run's config (no agent section); restore it from a copy")
+    try:
+        check_finite(saved, source=str(path))
+    except OmegaConfBaseException as error:
+        raise ConfigError(f"{path} cannot be read ({type(error).__name__}: {_first_line(error)}); "
+                          "restore it from a copy, or start a new run") from None
     return saved
 
 

@@ -78,6 +78,8 @@ class ValveTurnTask:
             ("random_goal_range_rad", random_goal_range_rad),
             ("initial_valve_range_rad", initial_valve_range_rad),
         ):
+            require_number(f"task.{key}[0]", low)
+            require_number(f"task.{key}[1]", high)
             if not low <= high:
                 raise ConfigError(f"task.{key} must be [low, high] with low <= high, got {[low, high]}")
         reset_pose_rad = np.asarray(reset_pose_rad, dtype=np.float64)
