@@ -16,7 +16,9 @@ from omegaconf import DictConfig, OmegaConf
 from slac_robot.config import ConfigError, load_config, require_int, require_number, require_positive
 from slac_robot.hardware.errors import DynamixelError
 from slac_robot.interfaces import CameraError, StaleFrameError
+from slac_robot.runtime.run_lock import RunDirectoryInUse
 from slac_robot.safety import ResetFailed, SafetyTrip
+from slac_robot.storage import describe_write_failure, write_failure
 
 USAGE = """usage: slac-robot COMMAND [key=value ...] [--cfg]
 
@@ -69,7 +71,7 @@ def _trained_policy(cfg: DictConfig, env, paths: list[pathlib.Path]):
 
     import torch
 
-    from slac_robot.agent.checkpoint import CheckpointError
+    from slac_robot.agent.checkpoint import CheckpointError, CorruptCheckpoint, set_aside
     from slac_robot.agent.policy import AgentPolicy
     from slac_robot.backends import make_agent
     from slac_robot.runtime.learner import load_policy
@@ -80,6 +82,12 @@ def _trained_policy(cfg: DictConfig, env, paths: list[pathlib.Path]):
         try:
             policy_state = load_policy(path, agent)
             break
+        except CorruptCheckpoint as error:
+            errors.append(str(error))
+            if cfg.run is not None:  # found in a run: moved aside like a corrupt episode
+                set_aside(path, f"{error}; trying an older one")
+            else:  # the file the user named stays where it is
+                warnings.warn(f"{error}", stacklevel=2)
         except CheckpointError as error:
             errors.append(str(error))
             warnings.warn(f"{error}; trying an older one", stacklevel=2)
@@ -107,7 +115,7 @@ def _run_rollout(cfg: DictConfig, command: str, make_policy) -> int:
     try:
         policy = make_policy(env)
         out_dir = _run_dir(cfg, command)
-        OmegaConf.save(cfg, out_dir / "config.yaml")
+        _save_config(cfg, out_dir / "config.yaml")
         with StopSignal() as stop:
             results = run_episodes(
                 env,
@@ -124,6 +132,10 @@ def _run_rollout(cfg: DictConfig, command: str, make_policy) -> int:
         env.make_safe(f"stopped by {interrupt.signal_name}")
         print(f"slac-robot {command}: {interrupt}; robot made safe; finished episodes are in {out_dir}", file=sys.stderr)
         return interrupt.exit_code
+    except OSError as error:
+        if write_failure(error) is not None:  # a full disk or read-only folder: the robot first (main says why)
+            _make_safe(env, f"exception {type(error).__name__}: {error}")
+        raise
     finally:
         env.close()
     successes = sum(r.success for r in results)
@@ -142,24 +154,18 @@ def train(cfg: DictConfig, overrides: list[str] | None = None) -> int:
 
     The actor (this process) owns the robot and runs the episodes; the learner trains in its own
     process (session.learner=process) or between steps (inline). Safety events go to
-    <run>/safety_events.jsonl; any stop, fault or crash leaves the robot safe.
+    <run>/safety_events.jsonl; any stop, fault, crash or failed write leaves the robot safe.
+    Every value is checked before the run directory is made or locked, and the lock
+    (runtime/run_lock.py) is taken before anything moves: one session per run directory.
     overrides: the command line as typed (a resumed run changes only what it names)."""
-    from slac_robot.agent.checkpoint import CheckpointError
-    from slac_robot.agent.replay import BackgroundEpisodeWriter, recorded_episodes
-    from slac_robot.backends import make_agent, make_env, make_replay, resolve_device, vector_dims
-    from slac_robot.runtime.clock import RateKeeper
-    from slac_robot.runtime.learner import LearnerDied, LearnerProcess
-    from slac_robot.runtime.stop import Interrupted, StopSignal
-    from slac_robot.runtime.train import Schedule, SessionHalted, Trainer, TripPolicy
-    from slac_robot.safety import EventLog, ResetFailed
-    from slac_robot.safety.events import read_events
-    import torch
+    from slac_robot.backends import agent_config, check_env_config, resolve_device
+    from slac_robot.runtime.run_lock import RunLock
+    from slac_robot.runtime.train import Schedule
 
+    run_dir = None
     if cfg.resume:
         run_dir = pathlib.Path(str(cfg.resume))
         cfg = _resumed_config(run_dir, cfg, list(overrides or ()))
-    else:
-        run_dir = _run_dir(cfg, "train")
     at_least_one = {"model_batch_size", "sac_batch_size", "eval_episodes", "keep_checkpoints"}
     schedule = Schedule(**{
         k: require_int(f"schedule.{k}", v, minimum=1 if k in at_least_one else 0) for k, v in cfg.schedule.items()
@@ -179,8 +185,36 @@ def train(cfg: DictConfig, overrides: list[str] | None = None) -> int:
     require_int("session.learner_nice", session.learner_nice, minimum=0)
     for key in ("poll_s", "stop_timeout_s"):
         require_positive(f"session.{key}", session[key])
-    in_process = session.learner == "process"
     device = resolve_device(str(cfg.device))
+    check_env_config(cfg)
+    agent_config(cfg.agent, (cfg.camera.height_px, cfg.camera.width_px, 3))
+    if run_dir is None:
+        run_dir = _run_dir(cfg, "train")
+    run_lock = RunLock.acquire(run_dir)
+    try:
+        return _train_session(cfg, run_dir, schedule, device, run_lock)
+    finally:
+        run_lock.release()  # the learner, if it still runs, keeps its own hold
+
+
+def _train_session(cfg: DictConfig, run_dir: pathlib.Path, schedule, device, run_lock) -> int:
+    """`train` once its config is checked and its run directory locked: builds the parts, runs
+    the session, and closes every part whatever happened. Returns the exit code."""
+    from slac_robot.agent.checkpoint import CheckpointError
+    from slac_robot.agent.replay import BackgroundEpisodeWriter, recorded_episodes
+    from slac_robot.backends import make_agent, make_env, make_replay, vector_dims
+    from slac_robot.runtime.clock import RateKeeper
+    from slac_robot.runtime.learner import LearnerDied, LearnerProcess
+    from slac_robot.runtime.stop import Interrupted, StopSignal
+    from slac_robot.runtime.train import SessionHalted, Trainer, TripPolicy, space_needed
+    from slac_robot.safety import EventLog, ResetFailed
+    from slac_robot.safety.events import read_events
+    from slac_robot.storage import describe_write_failure, write_failure
+    import torch
+
+    session = cfg.session
+    in_process = session.learner == "process"
+    resume_hint = f"resume with: slac-robot train resume={run_dir}"
     # One env for training and evaluation (evaluations run between episodes): a real claw
     # cannot be opened twice, and every episode is seeded.
     env = make_env(cfg, realtime=in_process and bool(session.realtime))
@@ -188,6 +222,8 @@ def train(cfg: DictConfig, overrides: list[str] | None = None) -> int:
     learner = None
     trainer = None
     replay = None
+    outcome = None
+    reported_write_failure = False
     try:
         if rate_keeper is not None and not in_process:
             raise ConfigError(
@@ -206,11 +242,12 @@ def train(cfg: DictConfig, overrides: list[str] | None = None) -> int:
             replay = BackgroundEpisodeWriter(run_dir / "replay", env.action_space.shape[0],
                                              obs_space["image"].shape, vector_dims(obs_space))
             learner = LearnerProcess(run_dir, OmegaConf.to_container(cfg, resolve=True), obs_space,
-                                     env.action_space, fps=1.0 / env.clock.period_s, nice=session.learner_nice)
+                                     env.action_space, fps=1.0 / env.clock.period_s, nice=session.learner_nice,
+                                     run_lock=run_lock)
         else:
             agent = make_agent(cfg.agent, env, device)
             replay = make_replay(cfg.replay, run_dir / "replay", env, agent.sequence_length, env.task.episode_steps)
-        OmegaConf.save(cfg, run_dir / "config.yaml")
+        _save_config(cfg, run_dir / "config.yaml")
         trainer = Trainer(
             env, env, agent, replay, schedule, run_dir, seed=cfg.seed, video_scale=cfg.video.scale,
             learner=learner, rate_keeper=rate_keeper, on_stop=env.make_safe,
@@ -223,40 +260,105 @@ def train(cfg: DictConfig, overrides: list[str] | None = None) -> int:
             _restore(trainer, run_dir)
         where = f"learner process on {device}" if in_process else f"updates inline on {device}"
         print(f"slac-robot train: run directory {run_dir} ({where}; {trainer.progress.episodes} episodes recorded)")
+        shortage = space_needed(run_dir, schedule, trainer.progress.env_steps, env.task.episode_steps,
+                                env.observation_space["image"].shape, agent.state_dict())
+        if shortage:
+            print(f"slac-robot train: warning: {shortage}", file=sys.stderr)
         if learner is not None:
             learner.start()  # before the actor takes a real-time priority: the learner must not inherit it
         if session.actor_rt_priority:
             _real_time_priority(session.actor_rt_priority)
         with StopSignal() as stop:
             trainer.train(stop)
+        outcome = 0
     except Interrupted as interrupt:
         if trainer is None:  # the Trainer makes the robot safe itself, before its checkpoint
-            env.make_safe(f"stopped by {interrupt.signal_name}")
+            _make_safe(env, f"stopped by {interrupt.signal_name}")
         saved = "checkpoint written, " if learner is None else ""
-        print(f"slac-robot train: {interrupt}; robot made safe; {saved}resume with: "
-              f"slac-robot train resume={run_dir}", file=sys.stderr)
-        return interrupt.exit_code
+        print(f"slac-robot train: {interrupt}; robot made safe; {saved}{resume_hint}", file=sys.stderr)
+        outcome = interrupt.exit_code
     except (CheckpointError, SessionHalted, LearnerDied, ResetFailed) as error:
-        env.make_safe(f"{type(error).__name__}")
+        _make_safe(env, f"{type(error).__name__}")
         print(f"slac-robot train: {error}", file=sys.stderr)
-        return 1
+        reported_write_failure = "cannot write" in str(error)
+        outcome = 1
     except BaseException as error:
-        env.make_safe(f"exception {type(error).__name__}: {error}")
-        raise
+        failed = write_failure(error)
+        _make_safe(env, f"exception {type(error).__name__}: {error}")  # the robot first, then the message
+        if failed is None:
+            raise
+        print(f"slac-robot train: {describe_write_failure(failed, run_dir)}; robot made safe; {resume_hint}",
+              file=sys.stderr)
+        reported_write_failure = True
+        outcome = 1
     finally:
-        env.close()
-        if isinstance(replay, BackgroundEpisodeWriter):
-            replay.close()  # every finished episode on disk before the learner's last look
-        if rate_keeper is not None:
-            _report_control_loop(rate_keeper, run_dir)
-        if learner is not None:
-            code = learner.stop(float(session.stop_timeout_s))
-            if code not in (0, None):
-                print(f"slac-robot train: the learner ended with exit code {code}; see {run_dir / 'learner.log'}",
-                      file=sys.stderr)
+        problems = _close_session(env, replay, rate_keeper, learner, run_dir, float(session.stop_timeout_s))
+    for problem, is_write_failure in problems:
+        if not (is_write_failure and reported_write_failure):  # one message for one full disk
+            print(f"slac-robot train: {problem}", file=sys.stderr)
+            reported_write_failure = reported_write_failure or is_write_failure
+            outcome = outcome or 1
+    if outcome:
+        return outcome
     p = trainer.progress
     print(f"{p.env_steps} environment steps, {p.episodes} episodes; results in {run_dir}")
     return 0
+
+
+def _make_safe(env, reason: str) -> None:
+    """env.make_safe, whose event line may not reach a full disk: the robot is safe before the
+    line is written, so only that line is lost."""
+    from slac_robot.storage import write_failure
+
+    try:
+        env.make_safe(reason)
+    except Exception as error:
+        if write_failure(error) is None:
+            raise
+
+
+def _close_session(env, replay, rate_keeper, learner, run_dir: pathlib.Path,
+                   stop_timeout_s: float) -> list[tuple[str, bool]]:
+    """Closes every part of a session, each whatever the others did: the env (the robot's
+    torque off), the episode writer (every finished episode on disk before the learner's last
+    look), the control loop's report, the learner. Returns what went wrong, one line each, with
+    whether it was a failed write."""
+    from slac_robot.agent.replay import BackgroundEpisodeWriter
+    from slac_robot.storage import describe_write_failure, write_failure
+
+    problems: list[tuple[str, bool]] = []
+
+    def attempt(what: str, close: Callable[[], object]) -> None:
+        try:
+            close()
+        except Exception as error:
+            failed = write_failure(error)
+            if failed is not None:
+                problems.append((describe_write_failure(failed, run_dir), True))
+            else:
+                problems.append((f"{what} failed: {type(error).__name__}: {error}", False))
+
+    attempt("closing the robot and cameras", env.close)
+    if isinstance(replay, BackgroundEpisodeWriter):
+        attempt("writing the last episodes", replay.close)
+    if rate_keeper is not None:
+        attempt("reporting the control loop", lambda: _report_control_loop(rate_keeper, run_dir))
+    if learner is not None:
+        code = learner.stop(stop_timeout_s)
+        if code not in (0, None) and not learner.reported:
+            reason = learner.reason()
+            if reason is not None:
+                problems.append((f"the learner ended with exit code {code}: {reason}", reason.startswith("cannot write")))
+            else:
+                problems.append((f"the learner ended with exit code {code}; see {run_dir / 'learner.log'}", False))
+    return problems
+
+
+def _save_config(cfg: DictConfig, path: pathlib.Path) -> None:
+    """Writes a run's config.yaml whole or not at all (a resumed run's must survive a full disk)."""
+    from slac_robot.storage import write_atomically
+
+    write_atomically(path, OmegaConf.to_yaml(cfg).encode())
 
 
 def _real_time_priority(priority: int) -> None:
@@ -275,10 +377,12 @@ def _report_control_loop(rate_keeper, run_dir: pathlib.Path) -> None:
     import dataclasses
     import json
 
+    from slac_robot.storage import write_atomically
+
     stats = rate_keeper.jitter()
     print(f"slac-robot train: control loop at {1.0 / rate_keeper.period_s:g} Hz: {stats}")
-    with open(run_dir / "control_loop.json", "w") as f:
-        json.dump({"rate_hz": 1.0 / rate_keeper.period_s, **dataclasses.asdict(stats)}, f, indent=1)
+    report = {"rate_hz": 1.0 / rate_keeper.period_s, **dataclasses.asdict(stats)}
+    write_atomically(run_dir / "control_loop.json", json.dumps(report, indent=1).encode())
 
 
 def _ask_person_at_terminal() -> Callable[[str], bool] | None:
@@ -474,7 +578,7 @@ def calibrate_camera(cfg: DictConfig) -> int:
         return ViewSelector(board, image_size_px, min_corners, min_sharpness, min_motion)
 
     out_dir = _run_dir(cfg, "calibrate-camera")
-    OmegaConf.save(cfg, out_dir / "config.yaml")
+    _save_config(cfg, out_dir / "config.yaml")
     try:
         if cfg.images:
             print(f"views from {cfg.images}:")
@@ -662,9 +766,17 @@ def main(argv: list[str] | None = None) -> int:
         handler = COMMANDS[command][0]
         # A resumed run starts from its own saved config: train needs the command line as typed.
         return handler(cfg, overrides) if handler is train else handler(cfg)
-    except ConfigError as error:
+    except (ConfigError, RunDirectoryInUse) as error:
+        # A bad value, or a run directory that another session holds: nothing was started.
         print(f"slac-robot {command}: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        failed = write_failure(error)
+        if failed is None:
+            raise
+        # A folder that cannot be made or written (the commands make the robot safe first).
+        print(f"slac-robot {command}: {describe_write_failure(failed)}", file=sys.stderr)
+        return 1
     except (DynamixelError, CameraError, StaleFrameError, SafetyTrip, ResetFailed) as error:
         # Hardware that is missing or failed, or a safety trip (the robot was made safe first):
         # the message names the device or the fault, and the fix.

@@ -27,29 +27,54 @@ import torch
 from slac_robot.agent.base import Agent
 from slac_robot.agent.checkpoint import (
     CheckpointError,
+    CorruptCheckpoint,
+    NonFiniteWeights,
     checkpoint_path,
+    first_line,
+    list_checkpoints,
     load_checkpoint,
     load_latest_checkpoint,
     prune_checkpoints,
     save_checkpoint,
+    set_aside,
+    verified,
 )
 from slac_robot.agent.probe import heldout_probe
 from slac_robot.agent.replay import SequenceReplay
 from slac_robot.runtime.media import write_model_media
 from slac_robot.runtime.train import Schedule
+from slac_robot.storage import append_atomically, describe_write_failure, write_failure
 
 POLICY_FILE = "policy.pt"
 
 
 def publish_policy(run_dir: pathlib.Path, agent: Agent, env_steps: int) -> None:
-    """Writes the policy's weights where the actor looks for them (atomically: it never reads half)."""
+    """Writes the policy's weights where the actor looks for them (atomically: it never reads
+    half; with a digest, and never with non-finite weights: NonFiniteWeights, see checkpoint.py)."""
     save_checkpoint(pathlib.Path(run_dir) / POLICY_FILE, {"policy": agent.policy_state_dict(), "env_steps": env_steps})
+
+
+def read_policy_file(path: pathlib.Path) -> dict[str, Any]:
+    """The policy weights of a published policy file, verified (digest, finite weights);
+    CorruptCheckpoint names the file when it cannot be trusted."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # torch raises several types for damaged files
+        raise CorruptCheckpoint(f"policy file {path} is unreadable ({type(error).__name__}: {first_line(error)})") from None
+    if not isinstance(state, dict) or "policy" not in state:
+        raise CorruptCheckpoint(f"policy file {path} is not a published policy (no 'policy' entry)")
+    return verified(path, state, "policy file")["policy"]
 
 
 class PolicySubscriber:
     """The actor's side of publish_policy: `poll()` returns newly published weights, else None.
 
-    A poll is one stat() of the file; it loads only when the file was replaced since the last poll."""
+    A poll is one stat() of the file; it loads only when the file was replaced since the last
+    poll. A damaged file (digest or non-finite weights) is never taken up: it is named in a
+    warning and moved to <run>/corrupt/, and the actor keeps the weights it has until the
+    learner publishes again."""
 
     def __init__(self, run_dir: pathlib.Path):
         self.path = pathlib.Path(run_dir) / POLICY_FILE
@@ -64,10 +89,21 @@ class PolicySubscriber:
         key = (stat.st_ino, stat.st_mtime_ns)
         if key == self._seen:
             return None
-        state = torch.load(self.path, map_location="cpu", weights_only=True)
         self._seen = key
+        try:
+            state = read_policy_file(self.path)
+        except FileNotFoundError:
+            return None
+        except CorruptCheckpoint as error:
+            try:
+                still_there = (os.stat(self.path).st_ino, os.stat(self.path).st_mtime_ns) == key
+            except FileNotFoundError:
+                still_there = False
+            if still_there:  # not a good file the learner published since the read
+                set_aside(self.path, f"{error}; the actor keeps its current weights")
+            return None
         self.version += 1
-        return state["policy"]
+        return state
 
 
 class Learner:
@@ -111,7 +147,11 @@ class Learner:
 
     # ----- the loop -----
     def run(self, should_stop: Callable[[], bool], poll_s: float) -> None:
-        """Updates until should_stop(); then a last checkpoint and publication."""
+        """Updates until should_stop(); then a last checkpoint and publication. An exception
+        ends the loop; the last checkpoint is then still written, unless the exception was that
+        the weights diverged (NonFiniteWeights: the newest good checkpoint must stay the newest)
+        or that a write failed (the disk is full or read-only: another write would fail too)."""
+        failure: BaseException | None = None
         try:
             while not should_stop():
                 self.replay.refresh()
@@ -131,12 +171,30 @@ class Learner:
                     if self.agent.sac_updates % self.checkpoint_every_updates == 0:
                         self.save()
                 publish_policy(self.run_dir, self.agent, self.replay.total_steps)
+        except BaseException as error:
+            failure = error
+            raise
         finally:
-            if self.replay.num_episodes:
-                self.save()
-                publish_policy(self.run_dir, self.agent, self.replay.total_steps)
-            if self._writer is not None:
-                self._writer.close()
+            try:
+                if self.replay.num_episodes and not (isinstance(failure, NonFiniteWeights) or write_failure(failure)):
+                    self.save()
+                    publish_policy(self.run_dir, self.agent, self.replay.total_steps)
+            except Exception:
+                if failure is None:
+                    raise  # otherwise the first failure is the one to report
+            finally:
+                self._close_writer(quietly=failure is not None)
+
+    def _close_writer(self, quietly: bool) -> None:
+        """Closes TensorBoard's writer; quietly: a failure to flush it (the disk that is full)
+        does not hide the error that ended the loop."""
+        if self._writer is None:
+            return
+        try:
+            self._writer.close()
+        except Exception:
+            if not quietly:
+                raise
 
     def updates_due(self) -> int:
         """How many SAC updates the recorded data allows now (pre-training counts as one chunk)."""
@@ -228,11 +286,9 @@ class Learner:
             self.writer.add_scalar(name, value, steps)
         if errors:
             path = self.run_dir / "probe.csv"
-            new = not path.exists()
-            with open(path, "a") as f:
-                if new:
-                    f.write(",".join(["env_steps", *(n.split("/", 1)[1] for n in errors)]) + "\n")
-                f.write(",".join([str(steps), *(f"{v:.4f}" for v in errors.values())]) + "\n")
+            header = "" if path.exists() else ",".join(["env_steps", *(n.split("/", 1)[1] for n in errors)]) + "\n"
+            # header and row in one write: a full disk leaves no half row
+            append_atomically(path, header + ",".join([str(steps), *(f"{v:.4f}" for v in errors.values())]) + "\n")
 
     def restore(self) -> pathlib.Path | None:
         """Loads the newest readable checkpoint, if the run has one."""
@@ -252,13 +308,18 @@ def learner_main(
     fps: float,
     stop_event,
     parent_pid: int,
+    run_lock=None,
+    reasons=None,
 ) -> None:
     """Entry point of the learner process (multiprocessing, spawn).
 
     cfg: the session's config as a plain dict; the spaces: the actor's env's (the learner never
-    opens the robot); fps: the control rate, for the model's videos. Stops when stop_event is set or the actor process is gone (then the
-    actor's own safety took care of the robot; the learner just checkpoints). Output goes to
-    <run>/learner.log; an exception ends the process with exit code 1 and its traceback there."""
+    opens the robot); fps: the control rate, for the model's videos. Stops when stop_event is
+    set or the actor process is gone (then the actor's own safety took care of the robot; the
+    learner just checkpoints). run_lock: the session's hold on the run directory
+    (runtime/run_lock.py), kept open until this process ends. reasons: the sending end of a
+    pipe to the actor. Output goes to <run>/learner.log; an exception ends the process with exit
+    code 1, its traceback there and one line saying why sent through `reasons`."""
     from types import SimpleNamespace
 
     from omegaconf import OmegaConf
@@ -270,11 +331,12 @@ def learner_main(
     # Ctrl-C reaches the whole process group: the actor decides, and sets stop_event.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     run_dir_path = pathlib.Path(run_dir)
-    log = open(run_dir_path / "learner.log", "a", buffering=1)
-    os.dup2(log.fileno(), 1)
-    os.dup2(log.fileno(), 2)
-    sys.stdout = sys.stderr = log
+    log = None
     try:
+        log = open(run_dir_path / "learner.log", "a", buffering=1)
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        sys.stdout = sys.stderr = log
         conf = OmegaConf.create(cfg)
         session = conf.session
         threads = int(session.learner_threads) or max(1, (os.cpu_count() or 2) - int(session.actor_threads))
@@ -306,22 +368,46 @@ def learner_main(
 
         learner.run(should_stop, poll_s=float(session.poll_s))
         print(f"learner: stopped after {agent.model_updates} model and {agent.sac_updates} SAC updates", flush=True)
-    except BaseException:
-        traceback.print_exc()
         log.flush()
+    except BaseException as error:
+        reason = _failure_reason(error, run_dir_path)
+        if reasons is not None:
+            try:
+                reasons.send(reason)
+            except OSError:
+                pass  # the actor is gone; the log says it
+        try:  # the log may be on the full disk that ended the learner
+            traceback.print_exc()
+            print(f"learner: stopped: {reason}", flush=True)
+        except Exception:
+            pass
         os._exit(1)
-    log.flush()
+
+
+def _failure_reason(error: BaseException, run_dir: pathlib.Path) -> str:
+    """One line on why the learner stopped, for the actor to print."""
+    failed_write = write_failure(error)
+    if failed_write is not None:
+        return describe_write_failure(failed_write, run_dir)
+    if isinstance(error, NonFiniteWeights):
+        newest = list_checkpoints(run_dir / "checkpoints")
+        kept = f"the newest good checkpoint, {newest[-1]}, is kept" if newest else "no checkpoint was written"
+        return f"{error}; the learner stopped and wrote nothing: {kept}"
+    message = str(error).strip().splitlines()
+    return (f"{type(error).__name__}{': ' + message[0] if message else ''} "
+            f"(traceback in {run_dir / 'learner.log'})")
 
 
 def load_policy(path: pathlib.Path, agent: Agent) -> dict[str, Any]:
     """The policy weights (as agent.policy_state_dict gives them) of a checkpoint or a published
-    policy file, for `slac-robot eval`. Raises CheckpointError naming an unreadable file."""
+    policy file, for `slac-robot eval`, verified. Raises CheckpointError naming a missing file,
+    CorruptCheckpoint a damaged one."""
     path = pathlib.Path(path)
     if path.name == POLICY_FILE:
         try:
-            return torch.load(path, map_location="cpu", weights_only=True)["policy"]
-        except Exception as error:
-            raise CheckpointError(f"policy file {path} is unreadable ({type(error).__name__}: {error})") from None
+            return read_policy_file(path)
+        except FileNotFoundError:
+            raise CheckpointError(f"policy file {path} does not exist") from None
     state = load_checkpoint(path)["agent"]
     try:
         return agent.policy_from_state_dict(state)
@@ -339,36 +425,56 @@ class LearnerProcess:
 
     run_dir, cfg (plain dict), observation_space, action_space, fps: passed to learner_main.
     nice: how much lower the learner's scheduling priority is than the actor's.
+    run_lock: the actor's RunLock; the learner shares it (it outlives a killed actor).
     `poll_policy()` costs one stat() per call and never waits for the learner."""
 
     def __init__(self, run_dir: pathlib.Path, cfg: dict[str, Any], observation_space, action_space, fps: float,
-                 nice: int = 10):
+                 nice: int = 10, run_lock=None):
         import multiprocessing
 
         # spawn, not fork: the actor holds MuJoCo's GL context, camera threads and a serial port.
         context = multiprocessing.get_context("spawn")
         self.run_dir = pathlib.Path(run_dir)
         self.stop_event = context.Event()
+        self._reasons, reasons = context.Pipe(duplex=False)
         self.process = context.Process(
             target=learner_main, name="slac-learner",
-            args=(str(self.run_dir), cfg, observation_space, action_space, fps, self.stop_event, os.getpid()),
+            args=(str(self.run_dir), cfg, observation_space, action_space, fps, self.stop_event, os.getpid(),
+                  None if run_lock is None else run_lock.for_child(), reasons),
         )
+        self.run_lock = run_lock
         self.subscriber = PolicySubscriber(self.run_dir)
         self.nice = nice
+        self._reason: str | None = None
+        self.reported = False  # check_alive raised LearnerDied: its end was told already
 
     def start(self) -> None:
         self.process.start()
         # Niced from its first instruction (its imports take seconds of CPU): the actor's ticks come first.
         os.setpriority(os.PRIO_PROCESS, self.process.pid, os.getpriority(os.PRIO_PROCESS, 0) + self.nice)
+        if self.run_lock is not None:
+            self.run_lock.record_learner(self.process.pid)
 
     def check_alive(self) -> None:
         """Raises LearnerDied when the learner process has ended."""
         code = self.process.exitcode
         if code is not None:
+            reason = self.reason()
+            self.reported = True
             raise LearnerDied(
-                f"the learner process ended (exit code {code}) while the session ran; see "
-                f"{self.run_dir / 'learner.log'}; resume with: slac-robot train resume={self.run_dir}"
+                f"the learner process ended (exit code {code}) while the session ran: "
+                f"{reason or 'see ' + str(self.run_dir / 'learner.log')}; "
+                f"resume with: slac-robot train resume={self.run_dir}"
             )
+
+    def reason(self) -> str | None:
+        """The line the learner sent on why it stopped, if it failed and could say so."""
+        try:
+            if self._reason is None and self._reasons.poll():
+                self._reason = self._reasons.recv()
+        except (EOFError, OSError):
+            pass
+        return self._reason
 
     def poll_policy(self) -> dict[str, Any] | None:
         """Newly published policy weights, or None."""
