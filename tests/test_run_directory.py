@@ -414,24 +414,62 @@ def test_a_full_disk_ends_the_session_safely_in_one_line_and_damages_nothing(sma
     assert len(episode_files(run)) == 3 and not temporaries(run)
 
 
+def test_a_full_disk_under_the_learner_ends_the_session_in_one_line(small_filesystem):
+    """The learner's checkpoint (1.3 MB with Adam's moments) does not fit where the actor's
+    episodes (20 kB) and the published policy (0.15 MB) still do."""
+    folder, limit = small_filesystem
+    run = folder / "run"
+    if limit is None:
+        fill(folder, leave_bytes=700_000)
+    overrides = [*PROCESS, "schedule.initial_collection_steps=10", "schedule.initial_model_updates=1",
+                 "schedule.updates_per_step=1", "session.checkpoint_every_updates=1", "schedule.total_env_steps=100000"]
+    full = subprocess.run([script_path(), "train", f"out_dir={run}", *overrides], capture_output=True, text=True,
+                          timeout=300, preexec_fn=limited(limit))
+    assert full.returncode == 1, full.stderr
+    line = one_line("\n".join(l for l in full.stderr.splitlines() if "warning: " not in l))
+    assert "the learner process ended (exit code 1)" in line and "cannot write " + str(run / "checkpoints") in line
+    assert "LearnerDied" in safe_stops(run)[-1]["reason"]
+    assert not temporaries(run) and not list_checkpoints(run / "checkpoints")
+    assert_episodes_whole_and_counted(run)  # the actor's last episodes reached the disk before it ended
+
+
+def permissions_bind_this_process(folder: pathlib.Path) -> bool:
+    """Whether a folder without write permission stops this process (not root's, which has
+    CAP_DAC_OVERRIDE)."""
+    probe = folder / ".probe"
+    probe.mkdir()
+    probe.chmod(0o555)
+    try:
+        (probe / "file").touch()
+        return False
+    except PermissionError:
+        return True
+    finally:
+        probe.chmod(0o755)
+        shutil.rmtree(probe)
+
+
 @contextlib.contextmanager
 def read_only(folder: pathlib.Path):
-    """folder read-only for this test: a read-only bind mount when running as root (whom
-    permissions do not stop), else its write permission taken away."""
-    if os.geteuid() == 0:
-        subprocess.run(["mount", "--bind", str(folder), str(folder)], check=True)
-        try:
-            subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], check=True)
-            yield
-        finally:
-            subprocess.run(["umount", "-l", str(folder)], check=True)
-    else:
-        mode = folder.stat().st_mode
-        folder.chmod(0o555)
+    """folder and everything in it read-only for the test: without write permission where
+    permissions bind this process, else (root) a read-only bind mount."""
+    if permissions_bind_this_process(folder.parent):
+        modes = {path: path.stat().st_mode for path in [folder, *folder.rglob("*")]}
+        for path, mode in modes.items():
+            path.chmod(mode & ~0o222)
         try:
             yield
         finally:
-            folder.chmod(mode)
+            for path, mode in modes.items():
+                path.chmod(mode)
+        return
+    if subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("this process ignores file permissions (root) and cannot bind-mount a folder read-only")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], check=True)
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
 
 
 def test_a_read_only_run_directory_or_out_dir_is_named_in_one_line(finished_run, tmp_path, capsys):
