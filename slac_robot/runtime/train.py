@@ -65,7 +65,7 @@ class Schedule:
 
 
 # What a run writes, for the free-space check at its start (measured on backend=sim, 64x64):
-EPISODE_BYTES_PER_FRAME = 1_750  # an episode file, per observation (10-step files: 19.4-19.8 kB)
+EPISODE_BYTES_PER_FRAME = 1_500  # an episode file, per observation (40 steps, random actions: 56-61 kB)
 EVALUATION_MEDIA_BYTES = 250_000  # an evaluation's video and the model's sequences (mp4 and png: ~230 kB)
 
 
