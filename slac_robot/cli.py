@@ -200,7 +200,7 @@ def train(cfg: DictConfig, overrides: list[str] | None = None) -> int:
 def _train_session(cfg: DictConfig, run_dir: pathlib.Path, schedule, device, run_lock) -> int:
     """`train` once its config is checked and its run directory locked: builds the parts, runs
     the session, and closes every part whatever happened. Returns the exit code."""
-    from slac_robot.agent.checkpoint import CheckpointError
+    from slac_robot.agent.checkpoint import CheckpointError, NonFiniteWeights
     from slac_robot.agent.replay import BackgroundEpisodeWriter, recorded_episodes
     from slac_robot.backends import make_agent, make_env, make_replay, vector_dims
     from slac_robot.runtime.clock import RateKeeper
@@ -279,7 +279,9 @@ def _train_session(cfg: DictConfig, run_dir: pathlib.Path, schedule, device, run
         outcome = interrupt.exit_code
     except (CheckpointError, SessionHalted, LearnerDied, ResetFailed) as error:
         _make_safe(env, f"{type(error).__name__}")
-        print(f"slac-robot train: {error}", file=sys.stderr)
+        kept = "; nothing was written: the newest checkpoint is still the last good one" if isinstance(
+            error, NonFiniteWeights) else ""
+        print(f"slac-robot train: {error}{kept}", file=sys.stderr)
         reported_write_failure = "cannot write" in str(error)
         outcome = 1
     except BaseException as error:

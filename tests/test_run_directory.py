@@ -43,6 +43,7 @@ from tests.test_cli import script_path
 from tests.test_session import alive, learner_pid, learner_started, wait_for
 
 EPISODE_STEPS = 10
+EXTRAS = {"goal": 2, "joint_pos": 9, "valve": 2}  # the valve env's vector observations, as the replay stores them
 TINY = [
     "device=cpu",
     "agent.width=0.125",
@@ -99,7 +100,7 @@ def assert_episodes_whole_and_counted(run: pathlib.Path) -> None:
     indices = [int(p.name.split("_")[1]) for p in files]
     assert indices == list(range(len(files))), [p.name for p in files]
     for path in files:
-        read_episode(path, (64, 64, 3), 9, {"goal": 2, "joint_pos": 9, "valve": 2})
+        read_episode(path, (64, 64, 3), 9, EXTRAS)
     assert episode_rows(run) == list(range(1, len(files) + 1))
 
 
@@ -294,9 +295,33 @@ def test_non_finite_weights_are_never_written(tmp_path):
     assert path.read_bytes() == before and not (tmp_path / POLICY_FILE).exists() and not temporaries(tmp_path)
 
 
+def write_poisoned_episodes(folder: pathlib.Path, count: int) -> None:
+    """Episodes whose rewards are infinite (what a damaged sensor or file could give): the first
+    update on them makes the agent's weights non-finite."""
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True)
+    for index in range(count):
+        write_episode(folder, index, Episode(
+            images=rng.integers(0, 255, (EPISODE_STEPS + 1, 64, 64, 3), dtype=np.uint8),
+            extras={name: np.zeros((EPISODE_STEPS + 1, dim), np.float32) for name, dim in EXTRAS.items()},
+            actions=rng.uniform(-1, 1, (EPISODE_STEPS, 9)).astype(np.float32),
+            rewards=np.full(EPISODE_STEPS, np.inf, np.float32), terminated=False, truncated=True))
+
+
+def test_an_inline_session_whose_weights_diverge_stops_before_its_checkpoint(tmp_path, capsys):
+    run = tmp_path / "run"
+    write_poisoned_episodes(run / "replay", count=2)
+    assert main(["train", f"out_dir={run}", *INLINE, "schedule.updates_per_step=1",
+                 "schedule.total_env_steps=100"]) == 1
+    line = one_line(capsys.readouterr().err)
+    assert "not written" in line and "NaN or inf" in line and "the newest checkpoint is still" in line, line
+    assert not list_checkpoints(run / "checkpoints") and not temporaries(run)
+    assert "NonFiniteWeights" in safe_stops(run)[-1]["reason"]  # the robot was made safe
+
+
 def test_a_learner_whose_weights_diverge_stops_and_the_newest_good_checkpoint_stays_the_newest(tmp_path):
-    """The learner's replay holds episodes with infinite rewards (what a damaged sensor or file
-    could give): its first update makes the weights non-finite, and it must not publish them."""
+    """The learner's replay holds episodes with infinite rewards: its first update makes the
+    weights non-finite, and it must not publish them."""
     from types import SimpleNamespace
 
     from slac_robot.backends import make_agent, make_env, make_replay
@@ -310,18 +335,9 @@ def test_a_learner_whose_weights_diverge_stops_and_the_newest_good_checkpoint_st
     env = make_env(cfg)
     try:
         spaces = SimpleNamespace(observation_space=env.observation_space, action_space=env.action_space)
-        obs, _ = env.reset(seed=0)
     finally:
         env.close()
-    rng = np.random.default_rng(0)
-    (run / "replay").mkdir(parents=True)
-    for index in range(2):
-        write_episode(run / "replay", index, Episode(
-            images=rng.integers(0, 255, (EPISODE_STEPS + 1, 64, 64, 3), dtype=np.uint8),
-            extras={k: np.repeat(np.asarray(obs[k], np.float32)[None], EPISODE_STEPS + 1, axis=0)
-                    for k in ("goal", "joint_pos", "valve")},
-            actions=rng.uniform(-1, 1, (EPISODE_STEPS, 9)).astype(np.float32),
-            rewards=np.full(EPISODE_STEPS, np.inf, np.float32), terminated=False, truncated=True))
+    write_poisoned_episodes(run / "replay", count=2)
     # A good checkpoint of the learner's own kind, as an earlier session would have left.
     agent = make_agent(cfg.agent, spaces, torch.device("cpu"))
     schedule = Schedule(**{k: int(v) for k, v in cfg.schedule.items()})
