@@ -18,7 +18,7 @@ from slac_robot.hardware.errors import DynamixelError
 from slac_robot.interfaces import CameraError, StaleFrameError
 from slac_robot.runtime.run_lock import RunDirectoryInUse
 from slac_robot.safety import ResetFailed, SafetyTrip
-from slac_robot.storage import describe_write_failure, write_failure
+from slac_robot.storage import describe_write_failure, write_atomically, write_failure
 
 USAGE = """usage: slac-robot COMMAND [key=value ...] [--cfg]
 
@@ -209,7 +209,6 @@ def _train_session(cfg: DictConfig, run_dir: pathlib.Path, schedule, device, run
     from slac_robot.runtime.train import SessionHalted, Trainer, TripPolicy, space_needed
     from slac_robot.safety import EventLog, ResetFailed
     from slac_robot.safety.events import read_events
-    from slac_robot.storage import describe_write_failure, write_failure
     import torch
 
     session = cfg.session
@@ -310,8 +309,6 @@ def _train_session(cfg: DictConfig, run_dir: pathlib.Path, schedule, device, run
 def _make_safe(env, reason: str) -> None:
     """env.make_safe, whose event line may not reach a full disk: the robot is safe before the
     line is written, so only that line is lost."""
-    from slac_robot.storage import write_failure
-
     try:
         env.make_safe(reason)
     except Exception as error:
@@ -326,7 +323,6 @@ def _close_session(env, replay, rate_keeper, learner, run_dir: pathlib.Path,
     look), the control loop's report, the learner. Returns what went wrong, one line each, with
     whether it was a failed write."""
     from slac_robot.agent.replay import BackgroundEpisodeWriter
-    from slac_robot.storage import describe_write_failure, write_failure
 
     problems: list[tuple[str, bool]] = []
 
@@ -358,8 +354,6 @@ def _close_session(env, replay, rate_keeper, learner, run_dir: pathlib.Path,
 
 def _save_config(cfg: DictConfig, path: pathlib.Path) -> None:
     """Writes a run's config.yaml whole or not at all (a resumed run's must survive a full disk)."""
-    from slac_robot.storage import write_atomically
-
     write_atomically(path, OmegaConf.to_yaml(cfg).encode())
 
 
@@ -378,8 +372,6 @@ def _report_control_loop(rate_keeper, run_dir: pathlib.Path) -> None:
     """Prints the control loop's jitter and writes it to <run>/control_loop.json."""
     import dataclasses
     import json
-
-    from slac_robot.storage import write_atomically
 
     stats = rate_keeper.jitter()
     print(f"slac-robot train: control loop at {1.0 / rate_keeper.period_s:g} Hz: {stats}")
