@@ -332,6 +332,24 @@ def test_a_camera_frozen_mid_episode_trips_and_the_session_goes_on_once_it_runs_
     session.assert_recorded(finished=[1, 3, 4], tripped=[(2, 4, faults.STALE_FRAME)])
 
 
+def test_a_trip_during_an_evaluation_fails_that_episode_and_the_session_goes_on(make_session):
+    session = make_session("schedule.eval_every_episodes=2", "schedule.eval_episodes=2")
+    camera = session.env.camera
+    # Episodes 1, 2 train; 3 and 4 are the first evaluation's (training and evaluation share the env).
+    session.at_step[(3, 4)] = camera.freeze
+    session.at_reset[4] = lambda: camera.freeze(False)
+    session.train()
+    trip = session.assert_trip(faults.STALE_FRAME, episode=3, step=5)
+    assert session.asked == [] and session.robot_safe_at_reset[4]
+    with open(session.run_dir / "eval.csv", newline="") as f:
+        first = next(csv.DictReader(f))
+    assert int(first["env_steps"]) == 2 * EPISODE_STEPS and float(first["success_rate"]) <= 0.5
+    kept = sorted((session.run_dir / "eval_replay").glob("episode_*.npz"))
+    assert str(np.load(kept[0])["tripped"]) == faults.STALE_FRAME and len(np.load(kept[0])["action"]) == 4
+    assert session.trainer.progress.trips == 1
+    session.assert_recorded(finished=[1, 2, 5])  # the training episodes, all whole
+
+
 @pytest.mark.parametrize("someone_there", [False, True])
 def test_a_camera_frozen_for_good_trips_every_reset_until_a_person_is_asked(make_session, someone_there):
     def restart_the_camera(message: str) -> bool:

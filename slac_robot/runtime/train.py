@@ -511,27 +511,38 @@ class Trainer:
 
     def _run_eval_episode(self, seed: int, video: VideoWriter | None) -> tuple[str, float, float, float, int]:
         # Evaluation episodes are seeded by their index: the same goals and starts every time.
-        obs, info = self.eval_env.reset(seed=seed)
-        self.eval_writer.start_episode(obs)
-        history = make_history(self.agent, self.eval_env.observation_space)
-        history.reset(obs)
-        episode_return, done, steps = 0.0, False, 0
-        if video is not None:
-            video.append(obs["image"])
-        while not done:
-            action = self.agent.act(history, explore=False)
-            obs, reward, terminated, truncated, info = self.eval_env.step(action)
-            done = terminated or truncated
-            action = info.get("held_action", action)
-            history.push(action, obs)
-            self.eval_writer.add(action, reward, obs, terminated, truncated)
-            episode_return += float(reward)
-            steps += 1
+        episode_return, steps, info = 0.0, 0, {}
+        try:
+            obs, info = self.eval_env.reset(seed=seed)
+            self.eval_writer.start_episode(obs)
+            history = make_history(self.agent, self.eval_env.observation_space)
+            history.reset(obs)
             if video is not None:
                 video.append(obs["image"])
-        goal = f"{info['goal_rad']:+.2f}" if "goal_rad" in info else "all"
+            done = False
+            while not done:
+                action = self.agent.act(history, explore=False)
+                obs, reward, terminated, truncated, info = self.eval_env.step(action)
+                done = terminated or truncated
+                action = info.get("held_action", action)
+                history.push(action, obs)
+                self.eval_writer.add(action, reward, obs, terminated, truncated)
+                episode_return += float(reward)
+                steps += 1
+                if video is not None:
+                    video.append(obs["image"])
+            success = float(bool(info.get("success", False)))
+        except SafetyTrip as trip:
+            # The robot is safe and the trip logged: the episode failed; what it saw is kept (the
+            # probe's data), the trip counted, and the session goes on, asks or halts as in training.
+            self.progress.trips += 1
+            self.eval_writer.end_tripped(trip.fault.kind)
+            self._after_trip(trip.fault)
+            success = 0.0
+        goal_rad = info.get("goal_rad", getattr(self.eval_env.unwrapped, "goal_rad", None))
+        goal = "all" if goal_rad is None else f"{goal_rad:+.2f}"
         error = abs(float(info.get("error_rad", info.get("distance", np.nan))))
-        return goal, float(bool(info.get("success", False))), error, episode_return, steps
+        return goal, success, error, episode_return, steps
 
     def _plot_learning_curve(self) -> None:
         with open(self.run_dir / "eval.csv", newline="") as f:
