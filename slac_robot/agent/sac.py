@@ -8,7 +8,9 @@ latent model. Both may also see the task's goal vector (goal conditioning).
 
 from __future__ import annotations
 
+import contextlib
 import math
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -55,6 +57,112 @@ class TwinCritic(nn.Module):
 
     def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.q1(inputs), self.q2(inputs)
+
+
+@contextlib.contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """Gradients flow through the module to its inputs, but not into its parameters."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+class SoftActorCritic:
+    """The SAC step, shared by SLAC (on latents) and the baselines (on the state or an encoder).
+
+    Expects the attributes actor (TanhGaussianActor), critic and critic_target (TwinCritic),
+    log_alpha, actor_optim, critic_optim, alpha_optim, target_entropy, sac_updates and
+    cfg.gamma, cfg.tau."""
+
+    # Modules and optimisers named as in every agent's state_dict (what a checkpoint holds).
+    owned_modules: tuple[str, ...] = ("actor", "critic", "critic_target")
+    owned_optimisers: tuple[str, ...] = ("actor_optim", "critic_optim", "alpha_optim")
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return self.log_alpha.detach().exp()
+
+    def state_dict(self) -> dict:
+        """Everything an exact resume needs: networks, optimisers, temperature, update counters."""
+        return {
+            **{name: getattr(self, name).state_dict() for name in (*self.owned_modules, *self.owned_optimisers)},
+            "log_alpha": self.log_alpha.detach().cpu(),
+            "model_updates": self.model_updates,
+            "sac_updates": self.sac_updates,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        for name in (*self.owned_modules, *self.owned_optimisers):
+            getattr(self, name).load_state_dict(state[name])
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+        self.model_updates = int(state["model_updates"])
+        self.sac_updates = int(state["sac_updates"])
+
+    def sac_step(
+        self,
+        critic_in: Callable[[torch.Tensor], torch.Tensor],
+        policy_critic_in: Callable[[torch.Tensor], torch.Tensor],
+        next_critic_in: Callable[[torch.Tensor], torch.Tensor],
+        actor_in: torch.Tensor,
+        next_actor_in: torch.Tensor,
+        action: torch.Tensor,
+        reward: torch.Tensor,
+        not_done: torch.Tensor,
+    ) -> dict[str, float]:
+        """Critic, actor and temperature steps on transitions (s_t, a_t, r_t, s_{t+1}), then the
+        critics' soft target update.
+
+        critic_in(a): the critics' input at t with action a, for the critic step (gradients may
+        reach what made it: an encoder the critic optimiser trains); policy_critic_in(a): the same
+        for the actor step (nothing upstream learns from it); next_critic_in(a'): the target
+        critics' input at t+1. actor_in, next_actor_in: the policy's inputs at t and t+1.
+        action (N, A), reward (N, 1), not_done (N, 1). Returns the losses and values."""
+        alpha = self.alpha
+        # Critic: y = r_t + gamma (1 - done) [min_i Q'_i(s_{t+1}, a') - alpha log pi(a' | .)]
+        with torch.no_grad():
+            next_action, next_log_pi = self.actor(next_actor_in)
+            q1_next, q2_next = self.critic_target(next_critic_in(next_action))
+            soft_value = torch.min(q1_next, q2_next) - alpha * next_log_pi
+            target_q = reward + not_done * self.cfg.gamma * soft_value
+        q1, q2 = self.critic(critic_in(action))
+        critic_loss = F.mse_loss(q1, target_q) + F.mse_loss(q2, target_q)
+        self.critic_optim.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_optim.step()
+
+        # Actor: minimise E[alpha log pi(a | .) - min_i Q_i(s_t, a)], critics held fixed.
+        new_action, log_pi = self.actor(actor_in)
+        with frozen(self.critic):
+            q1_pi, q2_pi = self.critic(policy_critic_in(new_action))
+        actor_loss = (alpha * log_pi - torch.min(q1_pi, q2_pi)).mean()
+        self.actor_optim.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_optim.step()
+
+        # Temperature: match the policy's entropy to the target -|A|.
+        entropy = -log_pi.detach().mean()
+        alpha_loss = self.log_alpha * (entropy - self.target_entropy)
+        self.alpha_optim.zero_grad(set_to_none=True)
+        alpha_loss.backward()
+        self.alpha_optim.step()
+
+        soft_update(self.critic_target, self.critic, self.cfg.tau)
+        self.sac_updates += 1
+        return {
+            "sac/critic_loss": critic_loss.item(),
+            "sac/actor_loss": actor_loss.item(),
+            "sac/alpha_loss": alpha_loss.item(),
+            "sac/alpha": alpha.item(),
+            "sac/entropy": entropy.item(),
+            "sac/q": q1.detach().mean().item(),
+            "sac/target_q": target_q.mean().item(),
+        }
 
 
 @torch.no_grad()

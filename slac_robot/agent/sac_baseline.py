@@ -31,8 +31,7 @@ from torch.nn import functional as F
 from slac_robot.agent.base import Batch, scale_images, to_batch
 from slac_robot.agent.history import PolicyHistory
 from slac_robot.agent.networks import Encoder, init_weights
-from slac_robot.agent.sac import TanhGaussianActor, TwinCritic, soft_update
-from slac_robot.agent.slac import frozen
+from slac_robot.agent.sac import SoftActorCritic, TanhGaussianActor, TwinCritic, soft_update
 
 OBSERVATIONS = ("state", "pixels")
 AUGMENTATIONS = ("none", "random_shift")
@@ -86,7 +85,7 @@ def random_shift(images: torch.Tensor, shift_px: int, generator: torch.Generator
     return picked.permute(0, 3, 1, 2)
 
 
-class SacAgent:
+class SacAgent(SoftActorCritic):
     """SAC from the state or from pixels (an agent.base.Agent).
 
     action_dim: |A|; vector_dims: the task's vector observations, name -> size (the state keys
@@ -152,10 +151,6 @@ class SacAgent:
         state = batch.vector(self.state_keys)
         return state[:, -2], state[:, -1]
 
-    @property
-    def alpha(self) -> torch.Tensor:
-        return self.log_alpha.detach().exp()
-
     # ----- the update -----
     def pretrain_step(self, replay, rng: np.random.Generator, model_batch_size: int) -> dict[str, float]:
         return {}  # no latent model to pre-train
@@ -167,54 +162,23 @@ class SacAgent:
 
     def update(self, batch: Batch) -> dict[str, float]:
         """Critic (with the encoder), actor and temperature steps on each window's last transition."""
-        cfg = self.cfg
         obs, next_obs = self._observations(batch)
         goals = batch.vector(self.goal_keys)
         goal_t, goal_next = goals[:, -2], goals[:, -1]
-        a_t, r_t = batch.actions[:, -1], batch.rewards[:, -1:]
-        not_done = 1.0 - batch.terminated[:, -1:]
-        alpha = self.alpha
-
+        features = self.encoder(obs)  # learns through the critic's loss
         with torch.no_grad():
-            next_features = self.encoder(next_obs)
-            next_action, next_log_pi = self.actor(torch.cat([next_features, goal_next], -1))
-            q1_next, q2_next = self.critic_target(torch.cat([self.encoder_target(next_obs), goal_next, next_action], -1))
-            target_q = r_t + not_done * cfg.gamma * (torch.min(q1_next, q2_next) - alpha * next_log_pi)
-        features = self.encoder(obs)
-        q1, q2 = self.critic(torch.cat([features, goal_t, a_t], -1))
-        critic_loss = F.mse_loss(q1, target_q) + F.mse_loss(q2, target_q)
-        self.critic_optim.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_optim.step()
-
-        features = features.detach()  # the actor does not move the encoder
-        action, log_pi = self.actor(torch.cat([features, goal_t], -1))
-        with frozen(self.critic):
-            q1_pi, q2_pi = self.critic(torch.cat([features, goal_t, action], -1))
-        actor_loss = (alpha * log_pi - torch.min(q1_pi, q2_pi)).mean()
-        self.actor_optim.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        self.actor_optim.step()
-
-        entropy = -log_pi.detach().mean()
-        alpha_loss = self.log_alpha * (entropy - self.target_entropy)
-        self.alpha_optim.zero_grad(set_to_none=True)
-        alpha_loss.backward()
-        self.alpha_optim.step()
-
-        soft_update(self.critic_target, self.critic, cfg.tau)
+            next_features, next_target_features = self.encoder(next_obs), self.encoder_target(next_obs)
+        metrics = self.sac_step(
+            critic_in=lambda a: torch.cat([features, goal_t, a], -1),
+            policy_critic_in=lambda a: torch.cat([features.detach(), goal_t, a], -1),  # the actor does not move the encoder
+            next_critic_in=lambda a: torch.cat([next_target_features, goal_next, a], -1),
+            actor_in=torch.cat([features.detach(), goal_t], -1),
+            next_actor_in=torch.cat([next_features, goal_next], -1),
+            action=batch.actions[:, -1], reward=batch.rewards[:, -1:], not_done=1.0 - batch.terminated[:, -1:],
+        )
         if self.uses_images:
-            soft_update(self.encoder_target, self.encoder, cfg.encoder_tau)
-        self.sac_updates += 1
-        return {
-            "sac/critic_loss": critic_loss.item(),
-            "sac/actor_loss": actor_loss.item(),
-            "sac/alpha_loss": alpha_loss.item(),
-            "sac/alpha": alpha.item(),
-            "sac/entropy": entropy.item(),
-            "sac/q": q1.detach().mean().item(),
-            "sac/target_q": target_q.mean().item(),
-        }
+            soft_update(self.encoder_target, self.encoder, self.cfg.encoder_tau)
+        return metrics
 
     # ----- acting -----
     @torch.no_grad()
@@ -236,31 +200,8 @@ class SacAgent:
         return self.encoder(self._observations(batch)[1]).float()
 
     # ----- persistence -----
-    def state_dict(self) -> dict[str, Any]:
-        """Everything an exact resume needs: networks, optimisers, temperature, counters."""
-        return {
-            "encoder": self.encoder.state_dict(),
-            "encoder_target": self.encoder_target.state_dict(),
-            "actor": self.actor.state_dict(),
-            "critic": self.critic.state_dict(),
-            "critic_target": self.critic_target.state_dict(),
-            "log_alpha": self.log_alpha.detach().cpu(),
-            "actor_optim": self.actor_optim.state_dict(),
-            "critic_optim": self.critic_optim.state_dict(),
-            "alpha_optim": self.alpha_optim.state_dict(),
-            "model_updates": self.model_updates,
-            "sac_updates": self.sac_updates,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for name in ("encoder", "encoder_target", "actor", "critic", "critic_target"):
-            getattr(self, name).load_state_dict(state[name])
-        with torch.no_grad():
-            self.log_alpha.copy_(state["log_alpha"])
-        for name in ("actor_optim", "critic_optim", "alpha_optim"):
-            getattr(self, name).load_state_dict(state[name])
-        self.model_updates = int(state["model_updates"])
-        self.sac_updates = int(state["sac_updates"])
+    owned_modules = ("encoder", "encoder_target", "actor", "critic", "critic_target")
+    owned_optimisers = ("actor_optim", "critic_optim", "alpha_optim")
 
     def policy_state_dict(self) -> dict[str, Any]:
         """What acting needs, on the CPU: the encoder and the actor."""

@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from slac_robot.agent.base import Batch, scale_images, to_batch
 from slac_robot.agent.history import PolicyHistory
 from slac_robot.agent.latent_model import LatentModel
-from slac_robot.agent.sac import TanhGaussianActor, TwinCritic, soft_update
+from slac_robot.agent.sac import SoftActorCritic, TanhGaussianActor, TwinCritic
 
 PROPRIO_KEY = "joint_pos"  # the proprioceptive observation: joint angles the servos report
 
@@ -54,20 +53,7 @@ class SlacConfig:
     fused_adam: bool = True
 
 
-@contextlib.contextmanager
-def frozen(module: nn.Module) -> Iterator[None]:
-    """Gradients flow through the module to its inputs, but not into its parameters."""
-    params = [p for p in module.parameters() if p.requires_grad]
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p in params:
-            p.requires_grad_(True)
-
-
-class SlacAgent:
+class SlacAgent(SoftActorCritic):
     """Networks, optimisers and temperature of one SLAC agent (an agent.base.Agent).
 
     action_dim: |A|; vector_dims: the task's vector observations, name -> size: "goal" is read
@@ -177,10 +163,6 @@ class SlacAgent:
             features = torch.cat([features, proprio], dim=-1)
         return torch.cat([features.flatten(1), actions.flatten(1), goal], dim=-1)
 
-    @property
-    def alpha(self) -> torch.Tensor:
-        return self.log_alpha.detach().exp()
-
     @torch.no_grad()
     def _features_and_latents(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Encoder features (B, T+1, F) and posterior samples z (B, T+1, z1 + z2), no gradients."""
@@ -194,7 +176,6 @@ class SlacAgent:
         return self._update_sac(batch, *self._features_and_latents(batch))
 
     def _update_sac(self, batch: Batch, features: torch.Tensor, z: torch.Tensor) -> dict[str, float]:
-        cfg = self.cfg
         goals = batch.vector(self.goal_keys)
         proprio = self.proprio(batch)
         before, after = (proprio[:, :-1], proprio[:, 1:]) if proprio is not None else (None, None)
@@ -202,49 +183,14 @@ class SlacAgent:
         actor_in = self.actor_inputs(features[:, :-1], batch.actions[:, :-1], goals[:, -2], before)
         next_actor_in = self.actor_inputs(features[:, 1:], batch.actions[:, 1:], goals[:, -1], after)
         z_t, z_next = z[:, -2], z[:, -1]
-        a_t, r_t = batch.actions[:, -1], batch.rewards[:, -1:]
-        not_done = 1.0 - batch.terminated[:, -1:]
-        alpha = self.alpha
-
-        # Critic: y = r_t + gamma (1 - done) [min_i Q'_i(z_{t+1}, a') - alpha log pi(a' | .)]
-        with torch.no_grad():
-            next_action, next_log_pi = self.actor(next_actor_in)
-            q1_next, q2_next = self.critic_target(torch.cat([z_next, next_action, goals[:, -1]], -1))
-            soft_value = torch.min(q1_next, q2_next) - alpha * next_log_pi
-            target_q = r_t + not_done * cfg.gamma * soft_value
-        q1, q2 = self.critic(torch.cat([z_t, a_t, goals[:, -2]], -1))
-        critic_loss = F.mse_loss(q1, target_q) + F.mse_loss(q2, target_q)
-        self.critic_optim.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_optim.step()
-
-        # Actor: minimise E[alpha log pi(a | .) - min_i Q_i(z_t, a)], critics held fixed.
-        action, log_pi = self.actor(actor_in)
-        with frozen(self.critic):
-            q1_pi, q2_pi = self.critic(torch.cat([z_t, action, goals[:, -2]], -1))
-        actor_loss = (alpha * log_pi - torch.min(q1_pi, q2_pi)).mean()
-        self.actor_optim.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        self.actor_optim.step()
-
-        # Temperature: match the policy's entropy to the target -|A|.
-        entropy = -log_pi.detach().mean()
-        alpha_loss = self.log_alpha * (entropy - self.target_entropy)
-        self.alpha_optim.zero_grad(set_to_none=True)
-        alpha_loss.backward()
-        self.alpha_optim.step()
-
-        soft_update(self.critic_target, self.critic, cfg.tau)
-        self.sac_updates += 1
-        return {
-            "sac/critic_loss": critic_loss.item(),
-            "sac/actor_loss": actor_loss.item(),
-            "sac/alpha_loss": alpha_loss.item(),
-            "sac/alpha": alpha.item(),
-            "sac/entropy": entropy.item(),
-            "sac/q": q1.detach().mean().item(),
-            "sac/target_q": target_q.mean().item(),
-        }
+        # The critics see (z_t, a_t, goal); the actor the features of x_{1:T} and a_{1:T-1}.
+        return self.sac_step(
+            critic_in=lambda a: torch.cat([z_t, a, goals[:, -2]], -1),
+            policy_critic_in=lambda a: torch.cat([z_t, a, goals[:, -2]], -1),
+            next_critic_in=lambda a: torch.cat([z_next, a, goals[:, -1]], -1),
+            actor_in=actor_in, next_actor_in=next_actor_in,
+            action=batch.actions[:, -1], reward=batch.rewards[:, -1:], not_done=1.0 - batch.terminated[:, -1:],
+        )
 
     # ----- acting -----
     @torch.no_grad()
@@ -271,21 +217,8 @@ class SlacAgent:
         return torch.cat([post.z1_mean[:, -1], post.z2[:, -1]], dim=-1).float()
 
     # ----- persistence -----
-    def state_dict(self) -> dict[str, Any]:
-        """Everything an exact resume needs from the agent: networks, optimisers, temperature."""
-        return {
-            "model": self.model.state_dict(),
-            "actor": self.actor.state_dict(),
-            "critic": self.critic.state_dict(),
-            "critic_target": self.critic_target.state_dict(),
-            "log_alpha": self.log_alpha.detach().cpu(),
-            "model_optim": self.model_optim.state_dict(),
-            "actor_optim": self.actor_optim.state_dict(),
-            "critic_optim": self.critic_optim.state_dict(),
-            "alpha_optim": self.alpha_optim.state_dict(),
-            "model_updates": self.model_updates,
-            "sac_updates": self.sac_updates,
-        }
+    owned_modules = ("model", "actor", "critic", "critic_target")
+    owned_optimisers = ("model_optim", "actor_optim", "critic_optim", "alpha_optim")
 
     def policy_state_dict(self) -> dict[str, Any]:
         """What acting needs, on the CPU: the encoder and the actor (published to the actor process)."""
@@ -314,15 +247,5 @@ class SlacAgent:
         """Takes up published policy weights (see policy_state_dict)."""
         self.model.encoder.load_state_dict(state["encoder"])
         self.actor.load_state_dict(state["actor"])
-        self.model_updates = int(state["model_updates"])
-        self.sac_updates = int(state["sac_updates"])
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for name in ("model", "actor", "critic", "critic_target"):
-            getattr(self, name).load_state_dict(state[name])
-        with torch.no_grad():
-            self.log_alpha.copy_(state["log_alpha"])
-        for name in ("model_optim", "actor_optim", "critic_optim", "alpha_optim"):
-            getattr(self, name).load_state_dict(state[name])
         self.model_updates = int(state["model_updates"])
         self.sac_updates = int(state["sac_updates"])
