@@ -203,7 +203,6 @@ class Trainer:
         vectors = {k: space.shape[0] for k, space in env.observation_space.spaces.items() if k != "image"}
         self.eval_writer = EpisodeWriter(self.run_dir / "eval_replay", self.action_dim,
                                          env.observation_space["image"].shape, vectors)
-        self.image_shape = env.observation_space["image"].shape
         self.fps = env.metadata.get("render_fps", 10)
         self._writer = None
         self._last_metrics: dict[str, float] = {}
