@@ -17,6 +17,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from slac_robot.env import ValveTurnEnv
+from slac_robot.agent.history import vector_dims
 from slac_robot.config import ConfigError, load_config, require_int, require_number, require_positive
 from slac_robot.interfaces import Camera, ControlClock, Robot
 from slac_robot.policies import Policy, RandomPolicy, ScriptedTurnPolicy
@@ -525,9 +526,6 @@ def resolve_device(name: str) -> "torch.device":
 AGENTS = ("slac", "sac")  # agent.kind: SLAC, or SAC without a latent model (agent.observation says from what)
 
 
-def vector_dims(observation_space) -> dict[str, int]:
-    """The vector observations of an env (every key but the image), name -> size."""
-    return {k: space.shape[0] for k, space in observation_space.spaces.items() if k != "image"}
 
 
 def agent_config(agent: DictConfig, image_shape: tuple[int, ...]) -> tuple[str, Any]:

@@ -11,6 +11,11 @@ from typing import Mapping
 import numpy as np
 
 
+def vector_dims(observation_space) -> dict[str, int]:
+    """The vector observations of an env (every key but the image), name -> size."""
+    return {k: space.shape[0] for k, space in observation_space.spaces.items() if k != "image"}
+
+
 class PolicyHistory:
     """A rolling window, oldest first: frames (L, H, W, 3) uint8, actions (L-1, A) float32 and
     each vector observation named in vector_dims, name -> (L, dim) float32.

@@ -42,8 +42,8 @@ from slac_robot.agent.checkpoint import (
 from slac_robot.agent.probe import heldout_probe
 from slac_robot.agent.replay import SequenceReplay
 from slac_robot.runtime.media import write_model_media
-from slac_robot.runtime.train import Schedule
-from slac_robot.storage import append_atomically, describe_write_failure, write_failure
+from slac_robot.runtime.train import Schedule, append_csv_row
+from slac_robot.storage import describe_write_failure, write_failure
 
 POLICY_FILE = "policy.pt"
 
@@ -285,10 +285,8 @@ class Learner:
         for name, value in errors.items():
             self.writer.add_scalar(name, value, steps)
         if errors:
-            path = self.run_dir / "probe.csv"
-            header = "" if path.exists() else ",".join(["env_steps", *(n.split("/", 1)[1] for n in errors)]) + "\n"
-            # header and row in one write: a full disk leaves no half row
-            append_atomically(path, header + ",".join([str(steps), *(f"{v:.4f}" for v in errors.values())]) + "\n")
+            append_csv_row(self.run_dir / "probe.csv",
+                           {"env_steps": steps, **{n.split("/", 1)[1]: round(v, 4) for n, v in errors.items()}})
 
     def restore(self) -> pathlib.Path | None:
         """Loads the newest readable checkpoint, if the run has one."""

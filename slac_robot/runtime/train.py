@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from slac_robot.agent.base import Agent
 from slac_robot.agent.checkpoint import checkpoint_path, prune_checkpoints, save_checkpoint
+from slac_robot.agent.history import vector_dims
 from slac_robot.agent.policy import make_history
 from slac_robot.agent.probe import heldout_probe
 from slac_robot.agent.replay import EpisodeWriter, SequenceReplay
@@ -200,9 +201,8 @@ class Trainer:
         self.progress = Progress()
         self.rng = np.random.default_rng(seed)
         self.action_dim = env.action_space.shape[0]
-        vectors = {k: space.shape[0] for k, space in env.observation_space.spaces.items() if k != "image"}
         self.eval_writer = EpisodeWriter(self.run_dir / "eval_replay", self.action_dim,
-                                         env.observation_space["image"].shape, vectors)
+                                         env.observation_space["image"].shape, vector_dims(env.observation_space))
         self.fps = env.metadata.get("render_fps", 10)
         self._writer = None
         self._last_metrics: dict[str, float] = {}
@@ -552,21 +552,24 @@ class Trainer:
         )
 
     def _write_row(self, name: str, row: dict[str, Any]) -> None:
-        """Appends a row; when it brings new columns (a run resumed by a newer version), the
-        file is rewritten once with the union of the columns, older rows left blank there.
-        Written in one piece (header and row; the rewrite atomically): a disk that fills up
-        leaves the file as it was, never with half a row."""
-        path = self.run_dir / name
-        header = []
-        if path.exists():
-            with open(path, newline="") as f:
-                header = next(csv.reader(f), [])
-        if header and set(row) - set(header):
-            with open(path, newline="") as f:
-                rows = list(csv.DictReader(f))
-            header = header + [k for k in row if k not in header]
-            write_atomically(path, _csv_text(header, rows, with_header=True).encode())
-        append_atomically(path, _csv_text(header or list(row), [row], with_header=not header))
+        append_csv_row(self.run_dir / name, row)
+
+
+def append_csv_row(path: pathlib.Path, row: dict[str, Any]) -> None:
+    """Appends a row to a CSV file (its header first, if new); when the row brings new columns
+    (a run resumed by a newer version), the file is rewritten once with the union of the
+    columns, older rows left blank there. Written in one piece (header and row; the rewrite
+    atomically): a disk that fills up leaves the file as it was, never with half a row."""
+    header = []
+    if path.exists():
+        with open(path, newline="") as f:
+            header = next(csv.reader(f), [])
+    if header and set(row) - set(header):
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        header = header + [k for k in row if k not in header]
+        write_atomically(path, _csv_text(header, rows, with_header=True).encode())
+    append_atomically(path, _csv_text(header or list(row), [row], with_header=not header))
 
 
 def _csv_text(header: list[str], rows: list[dict[str, Any]], with_header: bool) -> str:
