@@ -696,15 +696,23 @@ def plot_results(cfg: DictConfig) -> int:
     """Draws the comparison figure of the runs under cfg.root (<setting>/<agent>_s<seed>/eval.csv)."""
     import re
 
-    from slac_robot.runtime.plots import plot_comparison, read_eval_curve
+    from slac_robot.runtime.plots import per_goal_table, plot_comparison, plot_per_goal, read_eval_curve, read_per_goal
+    from slac_robot.storage import write_atomically
 
     root = pathlib.Path(str(cfg.root))
+    last_evaluations = require_int("per_goal.last_evaluations", cfg.per_goal.last_evaluations, minimum=1)
+    bin_width_rad = require_positive("per_goal.bin_width_rad", cfg.per_goal.bin_width_rad)
     curves: dict[str, dict[str, list]] = {}
+    per_goal: dict[str, dict[str, list]] = {}
     for eval_csv in sorted(root.glob("*/*/eval.csv")):
         match = re.fullmatch(r"(.+)_s(\d+)", eval_csv.parent.name)
         if match is None:
             continue
-        curves.setdefault(eval_csv.parent.parent.name, {}).setdefault(match[1], []).append(read_eval_curve(eval_csv))
+        setting, agent = eval_csv.parent.parent.name, match[1]
+        curves.setdefault(setting, {}).setdefault(agent, []).append(read_eval_curve(eval_csv))
+        goals = read_per_goal(eval_csv, last_evaluations)
+        if goals:
+            per_goal.setdefault(setting, {}).setdefault(agent, []).append(goals)
     if not curves:
         print(f"slac-robot plot-results: no <setting>/<agent>_s<seed>/eval.csv under {root}", file=sys.stderr)
         return 1
@@ -712,6 +720,13 @@ def plot_results(cfg: DictConfig) -> int:
     plot_comparison(curves, out)
     runs = sum(len(seeds) for agents in curves.values() for seeds in agents.values())
     print(f"{runs} runs in {len(curves)} goal settings: {out}")
+    rows = per_goal_table(per_goal, bin_width_rad, set(cfg.per_goal.binned_settings))
+    if rows:
+        table = out.with_name(out.stem + "_per_goal.csv")
+        text = ",".join(rows[0]) + "\n" + "".join(",".join(str(v) for v in row.values()) + "\n" for row in rows)
+        write_atomically(table, text.encode())
+        plot_per_goal(rows, out.with_name(out.stem + "_per_goal.png"))
+        print(f"success per goal over each run's last {last_evaluations} evaluations: {table} and its figure")
     return 0
 
 

@@ -42,6 +42,9 @@ def test_each_agent_trains_and_evaluates_on_the_valve(agent, tmp_path):
     with open(run / "eval.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["env_steps"]) for r in rows] == [30, 60]
+    # per goal: success rate / mean final |error| / episodes (the fixed goal, both evaluation episodes)
+    goal, figures = rows[-1]["per_goal"].split(":")
+    assert goal == "+1.57" and figures.split("/")[2] == "2"
     # the probe of what the agent's features tell of the valve and the joints, every evaluation
     for row in rows:
         assert 0 <= float(row["valve_error_rad"]) <= np.pi and float(row["joint_pos_error_rad"]) >= 0
@@ -159,3 +162,29 @@ def test_plot_results_draws_every_setting_from_the_runs_eval_csvs(tmp_path, caps
     assert main(["plot-results", f"root={tmp_path}"]) == 0
     assert "4 runs in 2 goal settings" in capsys.readouterr().out
     assert (tmp_path / "comparison.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (tmp_path / "comparison_per_goal.csv").exists()  # no run recorded its goals
+
+
+def test_plot_results_pools_per_goal_success_over_seeds_and_bins_random_goals(tmp_path, capsys):
+    header = "env_steps,episodes,success_rate,mean_return,per_goal\n"
+    three = tmp_path / "three_goal"
+    for seed, per_goal in enumerate(["-1.57:0.250/0.5/4;+0.00:1.000/0.1/3;+1.57:0.000/1.2/3",
+                                     "-1.57:0.750/0.3/4;+0.00:0.667/0.1/3;+1.57:1.000/0.05/3"]):
+        (three / f"slac_cpu_s{seed}").mkdir(parents=True)
+        old = "1000,25,0,-300,-1.57:1.000/0.0/4;+0.00:1.000/0.0/3;+1.57:1.000/0.0/3"  # outside the last evaluations
+        (three / f"slac_cpu_s{seed}" / "eval.csv").write_text(header + old + f"\n2000,50,0.5,0,{per_goal}\n")
+    random_run = tmp_path / "random" / "sac_state_s0"
+    random_run.mkdir(parents=True)  # entries without an episode count (older files) count as one episode each
+    (random_run / "eval.csv").write_text(header + "1000,25,0.5,0,-1.50:1.000/0.05;-1.00:0.000/0.9;+0.40:1.000/0.02\n")
+    assert main(["plot-results", f"root={tmp_path}", "per_goal.last_evaluations=1", "per_goal.bin_width_rad=1.0"]) == 0
+    assert "last 1 evaluations" in capsys.readouterr().out
+    rows = (tmp_path / "comparison_per_goal.csv").read_text().splitlines()
+    assert rows[0] == "setting,agent,goal_low_rad,goal_high_rad,episodes,success_rate"
+    assert rows[1:3] == ["random,sac_state,-2.0,-1.0,1,1.0", "random,sac_state,-1.0,0.0,1,0.0"]
+    assert rows[3] == "random,sac_state,0.0,1.0,1,1.0"  # no row for an empty bin
+    assert rows[4:] == ["three_goal,slac_cpu,-1.57,-1.57,8,0.5",    # (1 + 3) of 8
+                         "three_goal,slac_cpu,0.0,0.0,6,0.833",      # (3 + 2) of 6
+                         "three_goal,slac_cpu,1.57,1.57,6,0.5"]      # (0 + 3) of 6
+    assert (tmp_path / "comparison_per_goal.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["plot-results", f"root={tmp_path}", "per_goal.last_evaluations=0"]) == 2
+    assert "per_goal.last_evaluations" in capsys.readouterr().err

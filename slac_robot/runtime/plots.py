@@ -79,6 +79,99 @@ def read_eval_curve(eval_csv: pathlib.Path) -> tuple[np.ndarray, np.ndarray, np.
     return tuple(np.asarray(c) for c in columns)  # type: ignore[return-value]
 
 
+def read_per_goal(eval_csv: pathlib.Path, last_evaluations: int) -> dict[float, tuple[float, int]]:
+    """Per goal (rad): (successes, episodes) summed over the last evaluations of one run's
+    eval.csv, from its per_goal column ("goal:rate/error/episodes;..."). Entries written before
+    the episode count was recorded count as one episode; runs without goals ("all") give {}."""
+    import csv
+
+    with open(eval_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    totals: dict[float, list[float]] = {}
+    for row in rows[-last_evaluations:]:
+        for entry in filter(None, (row.get("per_goal") or "").split(";")):
+            goal, _, figures = entry.partition(":")
+            if goal == "all" or not figures:
+                continue
+            rate, _, rest = figures.partition("/")
+            counted = rest.count("/") == 1
+            episodes = int(rest.split("/")[1]) if counted else 1
+            total = totals.setdefault(float(goal), [0.0, 0])
+            total[0] += round(float(rate) * episodes) if counted else float(rate)  # the rate is written rounded
+            total[1] += episodes
+    return {goal: (successes, int(episodes)) for goal, (successes, episodes) in sorted(totals.items())}
+
+
+def goal_bins(goals_rad: list[float], bin_width_rad: float | None) -> list[tuple[float, float]]:
+    """The goal bins of a setting: bins of bin_width_rad (goals drawn from an interval), or one bin
+    per goal where bin_width_rad is None (a fixed goal, three goals)."""
+    distinct = sorted(set(goals_rad))
+    if bin_width_rad is None:
+        return [(g, g) for g in distinct]
+    low = math.floor(min(distinct) / bin_width_rad) * bin_width_rad
+    edges = np.arange(low, max(distinct) + bin_width_rad, bin_width_rad)
+    return [(float(a), float(b)) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def _bin_index(goal_rad: float, bins: list[tuple[float, float]]) -> int:
+    """The bin holding goal_rad: its own for a one-goal bin, else [low, high), the last one closed."""
+    for index, (low, high) in enumerate(bins):
+        if low == high == goal_rad or low <= goal_rad < high:
+            return index
+    return len(bins) - 1
+
+
+def per_goal_table(per_goal: dict[str, dict[str, list[dict[float, tuple[float, int]]]]],
+                   bin_width_rad: float, binned_settings: set[str]) -> list[dict[str, object]]:
+    """Rows (setting, agent, goal bin, episodes, success rate) of the per-goal success, pooled over
+    seeds. per_goal: setting -> agent -> one read_per_goal result per seed; the goals of
+    binned_settings (random goals) fall into bins of bin_width_rad, the others count one by one."""
+    rows: list[dict[str, object]] = []
+    for setting, agents in per_goal.items():
+        goals = [g for seeds in agents.values() for run in seeds for g in run]
+        bins = goal_bins(goals, bin_width_rad if setting in binned_settings else None)
+        for index, (low, high) in enumerate(bins):
+            for agent, seeds in sorted(agents.items()):
+                inside = [(s, n) for run in seeds for g, (s, n) in run.items()
+                          if _bin_index(g, bins) == index]
+                episodes = sum(n for _, n in inside)
+                if episodes:
+                    rows.append({"setting": setting, "agent": agent, "goal_low_rad": round(low, 3),
+                                 "goal_high_rad": round(high, 3), "episodes": episodes,
+                                 "success_rate": round(sum(s for s, _ in inside) / episodes, 3)})
+    return rows
+
+
+def plot_per_goal(rows: list[dict[str, object]], path: pathlib.Path) -> None:
+    """Bars of the per-goal success (per_goal_table's rows): one panel per goal setting, one bar
+    per agent and goal bin, each labelled with its number of episodes."""
+    settings = list(dict.fromkeys(str(r["setting"]) for r in rows))
+    figure, axes = plt.subplots(1, len(settings), figsize=(4.5 * len(settings), 3.2), dpi=100, squeeze=False)
+    for column, setting in enumerate(settings):
+        ax = axes[0, column]
+        mine = [r for r in rows if r["setting"] == setting]
+        bins = list(dict.fromkeys((r["goal_low_rad"], r["goal_high_rad"]) for r in mine))
+        agents = sorted({str(r["agent"]) for r in mine})
+        width = 0.8 / len(agents)
+        for k, agent in enumerate(agents):
+            for r in (r for r in mine if r["agent"] == agent):
+                x = bins.index((r["goal_low_rad"], r["goal_high_rad"])) + (k - (len(agents) - 1) / 2) * width
+                bar = ax.bar(x, r["success_rate"], width, color=f"C{k}", label=agent)
+                ax.bar_label(bar, labels=[f"n={r['episodes']}"], fontsize=6)
+        ax.set_xticks(range(len(bins)), [f"{a:+.2f}" if a == b else f"[{a:+.2f},{b:+.2f})" for a, b in bins],
+                      fontsize=7)
+        handles, labels = ax.get_legend_handles_labels()
+        unique = dict(zip(labels, handles))
+        ax.legend(unique.values(), unique.keys(), fontsize=7, loc="upper left")
+        ax.set_ylim(0, 1.15)
+        ax.set_title(f"task={setting}")
+        ax.set_xlabel("goal (rad)")
+        ax.grid(alpha=0.3, axis="y")
+    axes[0, 0].set_ylabel("evaluation success rate")
+    figure.tight_layout()
+    _save(figure, path)
+
+
 def plot_comparison(curves: dict[str, dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]],
                     path: pathlib.Path) -> None:
     """The comparison figure: one column per goal setting, evaluation success rate (top) and mean

@@ -479,7 +479,8 @@ class Trainer:
         self._write_row("eval.csv", {
             "env_steps": p.env_steps, "episodes": p.episodes, "success_rate": overall,
             "mean_return": result.mean_return,
-            "per_goal": ";".join(f"{g}:{result.success_rate[g]:.3f}/{result.final_error[g]:.3f}"
+            # goal:success rate/mean final |error|/episodes, per goal (read by plots.read_per_goal)
+            "per_goal": ";".join(f"{g}:{result.success_rate[g]:.3f}/{result.final_error[g]:.3f}/{len(successes[g])}"
                                  for g in sorted(result.success_rate)),
             **{name.split("/", 1)[1]: round(value, 4) for name, value in result.probe.items()},
         })
