@@ -226,8 +226,8 @@ def _train_session(cfg: DictConfig, run_dir: pathlib.Path, schedule, device, run
     try:
         if rate_keeper is not None and not in_process:
             raise ConfigError(
-                f"session.learner=inline updates between control steps, which this backend's real-time "
-                f"clock cannot wait for; use session.learner=process"
+                "session.learner=inline updates between control steps, which this backend's real-time "
+                "clock cannot wait for; use session.learner=process"
             )
         env.event_log = EventLog(run_dir / "safety_events.jsonl")
         ask_person = _ask_person_at_terminal()
