@@ -172,8 +172,11 @@ def train(cfg: DictConfig, overrides: list[str] | None = None) -> int:
     })
     require_int("seed", cfg.seed, minimum=0)
     session = cfg.session
-    if session.learner not in ("process", "inline"):
-        raise ConfigError(f"session.learner={session.learner!r} is not one of: process, inline")
+    if session.learner not in ("process", "inline", "ray"):
+        raise ConfigError(f"session.learner={session.learner!r} is not one of: process, inline, ray")
+    if require_int("session.actors", session.actors, minimum=1) > 1 or session.robots:
+        if session.learner != "ray":
+            raise ConfigError(f"session.actors={session.actors} (or session.robots) needs session.learner=ray")
     if session.after_trip not in ("reset", "wait_for_person"):
         raise ConfigError(f"session.after_trip={session.after_trip!r} is not one of: reset, wait_for_person")
     for key in ("actor_threads", "publish_every_updates", "checkpoint_every_updates", "log_every_updates",
@@ -185,13 +188,25 @@ def train(cfg: DictConfig, overrides: list[str] | None = None) -> int:
     require_int("session.learner_nice", session.learner_nice, minimum=0)
     for key in ("poll_s", "stop_timeout_s"):
         require_positive(f"session.{key}", session[key])
-    device = resolve_device(str(cfg.device))
+    on_ray = session.learner == "ray"
+    if on_ray:  # the learner's device is on its own node, which Ray picks (runtime/ray_session.py)
+        from slac_robot.runtime.ray_session import check_ray_config, robot_names
+
+        check_ray_config(session)
+        robot_names(session)
+    else:
+        device = resolve_device(str(cfg.device))
     check_env_config(cfg)
     agent_config(cfg.agent, (cfg.camera.height_px, cfg.camera.width_px, 3))
     if run_dir is None:
         run_dir = _run_dir(cfg, "train")
     run_lock = RunLock.acquire(run_dir)
     try:
+        if on_ray:
+            from slac_robot.runtime.ray_session import run_session
+
+            _save_config(cfg, run_dir / "config.yaml")
+            return run_session(cfg, run_dir, schedule)
         return _train_session(cfg, run_dir, schedule, device, run_lock)
     finally:
         run_lock.release()  # the learner, if it still runs, keeps its own hold

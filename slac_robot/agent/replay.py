@@ -47,6 +47,7 @@ Several processes
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import queue
@@ -81,7 +82,9 @@ class Episode:
 
     images (T+1, H, W, 3) uint8; extras: name -> (T+1, dim) float32; actions (T, A) float32;
     rewards (T,) float32; terminated / truncated: how the last step ended it; tripped: the kind
-    of the safety fault that cut it short, "" when it was not."""
+    of the safety fault that cut it short, "" when it was not. robot: the robot that recorded it
+    and robot_episode its index among that robot's episodes (a session with several actors,
+    runtime/ray_session.py); "" and -1 when one actor wrote the folder itself."""
 
     images: np.ndarray
     extras: dict[str, np.ndarray]
@@ -90,6 +93,8 @@ class Episode:
     terminated: bool
     truncated: bool
     tripped: str = ""
+    robot: str = ""
+    robot_episode: int = -1
 
     @property
     def steps(self) -> int:
@@ -141,6 +146,11 @@ def write_episode(directory: Path, index: int, episode: Episode) -> Path:
     when that name exists (another writer took it); returns the file's path. Never replaces a
     file. Two writers racing may give two files the same index (with different step counts):
     both are kept, and readers order them by index."""
+    return place_episode_file(directory, index, episode.steps, episode_bytes(episode))
+
+
+def episode_bytes(episode: Episode) -> bytes:
+    """The content of an episode file (a compressed npz), as write_episode stores it."""
     arrays = {
         "format_version": np.int64(FORMAT_VERSION),
         "obs_image": episode.images,
@@ -151,15 +161,27 @@ def write_episode(directory: Path, index: int, episode: Episode) -> Path:
         "tripped": np.str_(episode.tripped),
         **{f"obs_{name}": values for name, values in episode.extras.items()},
     }
-    temporary = directory / f".{episode_file_name(index, episode.steps)}.{os.getpid()}.tmp"
-    path = directory / episode_file_name(index, episode.steps)
+    if episode.robot:
+        arrays.update(robot=np.str_(episode.robot), robot_episode=np.int64(episode.robot_episode))
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def place_episode_file(directory: Path, index: int, steps: int, content: bytes) -> Path:
+    """Stores the bytes of an episode file (episode_bytes) crash-safe as
+    episode_<index>_<steps>.npz, or under the next free index (see write_episode): a hidden
+    temporary, fsync'ed, hard-linked to its name, the directory fsync'ed. Returns the path; an
+    OSError names the episode's file and leaves no temporary behind."""
+    temporary = directory / f".{episode_file_name(index, steps)}.{os.getpid()}.{threading.get_ident()}.tmp"
+    path = directory / episode_file_name(index, steps)
     try:
         with open(temporary, "wb") as f:
-            np.savez_compressed(f, **arrays)
+            f.write(content)
             f.flush()
             os.fsync(f.fileno())
         while True:
-            path = directory / episode_file_name(index, episode.steps)
+            path = directory / episode_file_name(index, steps)
             try:
                 os.link(temporary, path)  # atomic, and unlike a rename it never replaces a file
                 break
@@ -171,6 +193,33 @@ def write_episode(directory: Path, index: int, episode: Episode) -> Path:
     finally:
         remove_quietly(temporary)  # a failed write leaves no temporary to fill the disk
     return path
+
+
+def episode_summary(path: Path) -> tuple[int, int, float, str]:
+    """(index, steps, return, tripped) of an episode file, from its name and its small entries
+    (no image is decompressed). Raises CorruptEpisodeError when it cannot be read."""
+    parsed = _parse_name(Path(path).name)
+    if parsed is None:
+        raise CorruptEpisodeError(f"{path}: not an episode file name")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            episode_return = float(np.sum(data["reward"], dtype=np.float64))
+            tripped = str(data["tripped"]) if "tripped" in data.files else ""
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as error:
+        raise CorruptEpisodeError(f"{path}: cannot be read ({type(error).__name__}: {error})") from error
+    return parsed[0], parsed[1], episode_return, tripped
+
+
+def episode_origin(path: Path) -> tuple[str, int]:
+    """(robot, robot_episode) of an episode file, ("", -1) when one actor wrote it itself; reads
+    only those two entries. Raises CorruptEpisodeError when the file cannot be read."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "robot" not in data.files:
+                return "", -1
+            return str(data["robot"]), int(data["robot_episode"])
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as error:
+        raise CorruptEpisodeError(f"{path}: cannot be read ({type(error).__name__}: {error})") from error
 
 
 def _next_free_index(directory: Path) -> int:
@@ -243,6 +292,8 @@ def read_episode(
         terminated=bool(arrays["terminated"]),
         truncated=bool(arrays["truncated"]),
         tripped=str(arrays["tripped"]) if "tripped" in arrays else "",  # files before trips were kept lack it
+        robot=str(arrays["robot"]) if "robot" in arrays else "",
+        robot_episode=int(arrays["robot_episode"]) if "robot_episode" in arrays else -1,
     )
 
 
@@ -333,8 +384,11 @@ class EpisodeWriter:
         return self._write(episode), episode
 
     def _write(self, episode: Episode) -> Path | None:
-        # the index is looked up at each write, as other writers may share the directory
-        return write_episode(self.directory, _next_free_index(self.directory), episode)
+        return write_episode(self.directory, self._file_index(episode), episode)
+
+    def _file_index(self, episode: Episode) -> int:
+        # looked up at each write, as other writers may share the directory
+        return _next_free_index(self.directory)
 
     def discard_episode(self) -> None:
         """Drops the open episode (nothing of it is written)."""

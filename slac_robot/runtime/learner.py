@@ -117,6 +117,8 @@ class Learner:
     log_every_updates: TensorBoard scalars every this many SAC updates.
     heldout_steps: steps of the newest evaluation episodes (<run>/eval_replay, written by the
         actor) that the probe scores at each checkpoint (agent/probe.py); 0: no probe.
+    publish: how a policy reaches the actors, called with (agent, recorded env steps); default:
+        publish_policy, the <run>/policy.pt file (a Ray session adds its object store).
     """
 
     def __init__(
@@ -131,9 +133,11 @@ class Learner:
         log_every_updates: int,
         fps: float,
         heldout_steps: int = 0,
+        publish: Callable[[Agent, int], None] | None = None,
     ):
         self.agent, self.replay, self.schedule = agent, replay, schedule
         self.run_dir = pathlib.Path(run_dir)
+        self.publish = publish or (lambda agent, env_steps: publish_policy(self.run_dir, agent, env_steps))
         self.rng = np.random.default_rng(seed)
         self.publish_every_updates = publish_every_updates
         self.checkpoint_every_updates = checkpoint_every_updates
@@ -170,7 +174,7 @@ class Learner:
                         self._log()
                     if self.agent.sac_updates % self.checkpoint_every_updates == 0:
                         self.save()
-                publish_policy(self.run_dir, self.agent, self.replay.total_steps)
+                self.publish(self.agent, self.replay.total_steps)
         except BaseException as error:
             failure = error
             raise
@@ -178,7 +182,7 @@ class Learner:
             try:
                 if self.replay.num_episodes and not (isinstance(failure, NonFiniteWeights) or write_failure(failure)):
                     self.save()
-                    publish_policy(self.run_dir, self.agent, self.replay.total_steps)
+                    self.publish(self.agent, self.replay.total_steps)
             except Exception:
                 if failure is None:
                     raise  # otherwise the first failure is the one to report
@@ -215,7 +219,7 @@ class Learner:
                 return
             self._metrics.update(self.agent.pretrain_step(self.replay, self.rng, self.schedule.model_batch_size))
         self.pretrained = True
-        publish_policy(self.run_dir, self.agent, self.replay.total_steps)
+        self.publish(self.agent, self.replay.total_steps)
 
     def update(self) -> None:
         s = self.schedule
@@ -298,6 +302,31 @@ class Learner:
         return path
 
 
+def build_learner(run_dir: pathlib.Path, conf, observation_space, action_space, fps: float, device: torch.device,
+                  publish: Callable[[Agent, int], None] | None = None) -> Learner:
+    """The Learner of a session from its config (an OmegaConf DictConfig of `slac-robot train`):
+    its agent on `device`, its replay on <run>/replay, its schedule and session settings. Nothing
+    is restored yet (Learner.restore). The spaces are the actor's env's; fps: its control rate."""
+    from types import SimpleNamespace
+
+    from slac_robot.backends import make_agent, make_replay
+
+    session = conf.session
+    torch.manual_seed(conf.seed)
+    spaces = SimpleNamespace(observation_space=observation_space, action_space=action_space)
+    agent = make_agent(conf.agent, spaces, device)
+    replay = make_replay(conf.replay, run_dir / "replay", spaces, agent.sequence_length, int(conf.task.episode_steps))
+    return Learner(
+        agent, replay, Schedule(**conf.schedule), run_dir, seed=int(conf.seed) + 1,
+        publish_every_updates=int(session.publish_every_updates),
+        checkpoint_every_updates=int(session.checkpoint_every_updates),
+        log_every_updates=int(session.log_every_updates),
+        fps=fps,
+        heldout_steps=int(conf.schedule.eval_episodes) * int(conf.task.episode_steps),
+        publish=publish,
+    )
+
+
 def learner_main(
     run_dir: str,
     cfg: dict[str, Any],
@@ -318,11 +347,9 @@ def learner_main(
     (runtime/run_lock.py), kept open until this process ends. reasons: the sending end of a
     pipe to the actor. Output goes to <run>/learner.log; an exception ends the process with exit
     code 1, its traceback there and one line saying why sent through `reasons`."""
-    from types import SimpleNamespace
-
     from omegaconf import OmegaConf
 
-    from slac_robot.backends import make_agent, make_replay, resolve_device
+    from slac_robot.backends import resolve_device
 
     import signal
 
@@ -340,26 +367,14 @@ def learner_main(
         threads = int(session.learner_threads) or max(1, (os.cpu_count() or 2) - int(session.actor_threads))
         torch.set_num_threads(threads)
         device = resolve_device(str(conf.device))
-        torch.manual_seed(conf.seed)
-        spaces = SimpleNamespace(observation_space=observation_space, action_space=action_space)
-        agent = make_agent(conf.agent, spaces, device)
-        replay = make_replay(conf.replay, run_dir_path / "replay", spaces, agent.sequence_length,
-                             int(conf.task.episode_steps))
-        schedule = Schedule(**conf.schedule)
-        learner = Learner(
-            agent, replay, schedule, run_dir_path, seed=int(conf.seed) + 1,
-            publish_every_updates=int(session.publish_every_updates),
-            checkpoint_every_updates=int(session.checkpoint_every_updates),
-            log_every_updates=int(session.log_every_updates),
-            fps=fps,
-            heldout_steps=int(conf.schedule.eval_episodes) * int(conf.task.episode_steps),
-        )
+        learner = build_learner(run_dir_path, conf, observation_space, action_space, fps, device)
+        agent, replay = learner.agent, learner.replay
         restored = learner.restore()
         print(f"learner: pid {os.getpid()}, device {device}, {threads} threads; "
               f"{'resumed from ' + str(restored) if restored else 'fresh networks'}; "
               f"{replay.total_episodes} episodes ({replay.total_steps} steps) on disk", flush=True)
         if restored is not None:
-            publish_policy(run_dir_path, agent, replay.total_steps)
+            learner.publish(agent, replay.total_steps)
 
         def should_stop() -> bool:
             return stop_event.is_set() or os.getppid() != parent_pid
