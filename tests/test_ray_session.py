@@ -1,0 +1,248 @@
+"""`slac-robot train session.learner=ray`: the learner and the robots' actors as Ray actors.
+
+Real parts throughout: a real Ray instance (one head for the module, started as the README's
+`ray start --head` with token authentication, which every session here joins), the real CLI
+script as the driver, real worker processes killed with SIGKILL, the real simulated claw. The
+counts are the point: every episode an actor recorded is in the learner's replay, once.
+The waits are bounded loops for something to happen, never timing checks."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+from slac_robot.agent.replay import episode_origin
+from slac_robot.safety import read_events
+from tests.test_cli import script_path
+from tests.test_session import SESSION, alive, wait_for
+
+EPISODE_STEPS = 10
+RAY_SESSION = [o for o in SESSION if not o.startswith("session.learner=")] + [
+    "session.learner=ray", "session.ray.ack_timeout_s=5", "session.ray.connect_timeout_s=120"]
+
+
+def ray_script() -> str:
+    return os.path.join(os.path.dirname(sys.executable), "ray")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A one-node Ray cluster for the module, started as the README says, with its own token;
+    yields (address, env) for the sessions that join it; stopped with its process group."""
+    temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths have a length limit
+    port = free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
+           "RAY_USAGE_STATS_ENABLED": "0"}
+    head = subprocess.Popen(
+        [ray_script(), "start", "--head", f"--port={port}", "--include-dashboard=false", "--num-cpus=8",
+         f"--temp-dir={temp_dir}", "--disable-usage-stats", "--block"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    address = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            probe = subprocess.run([ray_script(), "status", f"--address={address}"], env=env,
+                                   capture_output=True, text=True, timeout=60)
+            if probe.returncode == 0:
+                break
+            assert head.poll() is None, head.stdout.read()
+            assert time.monotonic() < deadline, probe.stderr
+            time.sleep(1.0)
+        yield address, env
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def start(out_dir, env, *overrides: str) -> subprocess.Popen:
+    return subprocess.Popen([script_path(), "train", f"out_dir={out_dir}", *RAY_SESSION, *overrides],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def on(cluster) -> tuple[str, dict]:
+    address, env = cluster
+    return f"session.ray.address={address}", env
+
+
+def replay_origins(out_dir) -> dict[str, list[int]]:
+    """robot -> the robot's episode indices the learner's replay holds, sorted."""
+    found: dict[str, list[int]] = {}
+    for path in sorted((out_dir / "replay").glob("episode_*.npz")):
+        robot, index = episode_origin(path)
+        found.setdefault(robot, []).append(index)
+    return {robot: sorted(indices) for robot, indices in found.items()}
+
+
+def actor_rows(out_dir, robot: str) -> int:
+    """Episodes the robot's actor recorded (its train_episodes.csv rows)."""
+    path = out_dir / "actors" / robot / "train_episodes.csv"
+    if not path.is_file():
+        return 0
+    with open(path) as f:
+        return len(list(csv.DictReader(f)))
+
+
+def outbox(out_dir, robot: str) -> list:
+    return sorted((out_dir / "actors" / robot / "outbox").glob("episode_*.npz"))
+
+
+def pids(log_path, pattern: str) -> list[int]:
+    return [int(m) for m in re.findall(pattern, log_path.read_text())] if log_path.is_file() else []
+
+
+def at_learner(out_dir, robot: str) -> int:
+    return len(replay_origins(out_dir).get(robot, [])) if (out_dir / "replay").is_dir() else 0
+
+
+def assert_nothing_lost(out_dir, robots: list[str], in_flight: dict[str, int] | None = None) -> None:
+    """Every robot's episodes are in the learner's replay once each, indices 0..n-1 without a gap,
+    as many as its actor recorded (in_flight: episodes a killed actor's writer thread still held,
+    recorded in its CSV but never on its disk), and none left in an outbox."""
+    origins = replay_origins(out_dir)
+    for robot in robots:
+        held = origins.get(robot, [])
+        assert held == list(range(len(held))), f"{robot}: gaps or duplicates in {held}"
+        assert outbox(out_dir, robot) == []
+        recorded = actor_rows(out_dir, robot)
+        assert recorded - (in_flight or {}).get(robot, 0) <= len(held) <= recorded, (robot, held, recorded)
+
+
+def test_bad_ray_settings_end_in_one_line_before_anything_starts(tmp_path):
+    runs = {
+        "session.actors=2": ("session.learner=process", "session.actors=2"),
+        "RAY_AUTH_MODE=token": ("session.learner=ray", "session.ray.address=10.1.2.3:6379"),
+        "session.robots": ("session.learner=ray", "session.robots=[claw_a,claw_a]"),
+    }
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+    for named, overrides in runs.items():
+        run = subprocess.run([script_path(), "train", f"out_dir={tmp_path / 'run'}", *overrides],
+                             capture_output=True, text=True, timeout=120, env=env)
+        assert run.returncode == 2, run.stderr
+        assert named in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
+        assert not (tmp_path / "run").exists()
+
+
+def test_two_simulated_claws_on_a_local_ray_instance_every_episode_reaches_the_learner(tmp_path):
+    # No address: the session starts its own local Ray instance (the README's one-machine command).
+    out_dir = tmp_path / "run"
+    process = start(out_dir, {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
+                    "session.actors=2", "schedule.total_env_steps=100")
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err
+    assert "100 environment steps, 10 episodes from 2 robots" in out
+    assert_nothing_lost(out_dir, ["robot0", "robot1"])
+    assert replay_origins(out_dir) == {"robot0": list(range(5)), "robot1": list(range(5))}
+    with open(out_dir / "train_episodes.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["robot"] for r in rows) == ["robot0"] * 5 + ["robot1"] * 5
+    assert all(r["return"] and r["robot_trips_per_1000_steps"] for r in rows)
+    assert (out_dir / "tensorboard" / "robots").is_dir() and (out_dir / "tensorboard" / "learner").is_dir()
+    for robot in ("robot0", "robot1"):
+        assert (out_dir / "actors" / robot / "control_loop.json").is_file()
+        assert (out_dir / "actors" / robot / "safety_events.jsonl").is_file()
+    # each claw its own seed: their first (random) episodes differ
+    first = [open(p, "rb").read() for p in sorted((out_dir / "replay").glob("episode_0000000[01]_*.npz"))]
+    assert first[0] != first[1]
+    log = (out_dir / "learner.log").read_text()
+    match = re.search(r"stopped after (\d+) model and (\d+) SAC updates", log)
+    assert match and int(match[2]) > 0, log
+    with open(out_dir / "actors" / "robot0" / "train_episodes.csv") as f:
+        used = [int(r["policy_sac_updates"]) for r in csv.DictReader(f)]
+    assert used[-1] > 0  # the policy published through Ray reached the actor
+    assert (out_dir / "policy.pt").is_file() and sorted((out_dir / "checkpoints").glob("*.pt"))
+
+
+def test_an_actor_killed_hard_rejoins_and_no_episode_is_lost(tmp_path, cluster):
+    address, env = on(cluster)
+    out_dir = tmp_path / "run"
+    process = start(out_dir, env, address, "session.actors=2", "schedule.total_env_steps=160")
+    try:
+        wait_for(lambda: at_learner(out_dir, "robot0") >= 2, "two of robot0's episodes at the learner")
+        victim = pids(out_dir / "actors" / "robot0" / "actor.log", r"actor robot0: pid (\d+)")[-1]
+        before = at_learner(out_dir, "robot1")
+        os.kill(victim, signal.SIGKILL)
+        out, err = process.communicate(timeout=600)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    restarted = pids(out_dir / "actors" / "robot0" / "actor.log", r"actor robot0: pid (\d+)")
+    assert len(restarted) == 2 and restarted[0] == victim and not alive(victim)
+    assert at_learner(out_dir, "robot1") > before  # the learner went on with the other claw
+    assert_nothing_lost(out_dir, ["robot0", "robot1"], in_flight={"robot0": 1})
+
+
+def test_a_learner_killed_hard_is_restarted_and_the_actors_resend_their_backlog(tmp_path, cluster):
+    address, env = on(cluster)
+    out_dir = tmp_path / "run"
+    process = start(out_dir, env, address, "session.actors=2", "schedule.total_env_steps=200",
+                    "session.ray.learner_restarts=1")
+    try:
+        wait_for(lambda: (out_dir / "policy.pt").is_file() and at_learner(out_dir, "robot1") >= 2,
+                 "a published policy and robot1's episodes")
+        learner = pids(out_dir / "learner.log", r"learner: pid (\d+)")[-1]
+        os.kill(learner, signal.SIGKILL)
+        out, err = process.communicate(timeout=600)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    assert len(pids(out_dir / "learner.log", r"learner: pid (\d+)")) == 2
+    assert "resumed from" in (out_dir / "learner.log").read_text()
+    for robot in ("robot0", "robot1"):
+        stops = [e for e in read_events(out_dir / "actors" / robot / "safety_events.jsonl") if e["kind"] == "safe_stop"]
+        assert any("LearnerLost" in e["reason"] for e in stops), stops
+    assert_nothing_lost(out_dir, ["robot0", "robot1"])
+    assert sum(len(v) for v in replay_origins(out_dir).values()) == 20
+
+
+def test_a_learner_gone_for_good_the_actors_keep_their_episodes_and_resume_sends_them(tmp_path, cluster):
+    address, env = on(cluster)
+    out_dir = tmp_path / "run"
+    process = start(out_dir, env, address, "session.actors=2", "schedule.total_env_steps=100000",
+                    "session.ray.learner_restarts=0", "session.ray.learner_wait_s=3")
+    try:
+        wait_for(lambda: at_learner(out_dir, "robot0") >= 1 and at_learner(out_dir, "robot1") >= 1,
+                 "an episode of each claw at the learner")
+        os.kill(pids(out_dir / "learner.log", r"learner: pid (\d+)")[-1], signal.SIGKILL)
+        _, err = process.communicate(timeout=600)
+    finally:
+        process.kill()
+    assert process.returncode == 1, err
+    assert f"resume with: slac-robot train resume={out_dir}" in err
+    for robot in ("robot0", "robot1"):
+        stops = [e for e in read_events(out_dir / "actors" / robot / "safety_events.jsonl") if e["kind"] == "safe_stop"]
+        assert any("LearnerLost" in e["reason"] for e in stops), stops
+        # what the learner did not acknowledge is on the actor's disk: nothing lost
+        assert at_learner(out_dir, robot) + len(outbox(out_dir, robot)) == actor_rows(out_dir, robot)
+    recorded = {r: actor_rows(out_dir, r) for r in ("robot0", "robot1")}
+    target = EPISODE_STEPS * (sum(recorded.values()) + 2)
+    per_claw = math.ceil(math.ceil(target / 2) / EPISODE_STEPS)  # each claw collects its half
+    resumed = subprocess.run([script_path(), "train", f"resume={out_dir}", *RAY_SESSION, address,
+                              f"schedule.total_env_steps={target}"], capture_output=True, text=True,
+                             timeout=600, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert_nothing_lost(out_dir, ["robot0", "robot1"])
+    assert {r: len(v) for r, v in replay_origins(out_dir).items()} == {
+        r: max(n, per_claw) for r, n in recorded.items()}
