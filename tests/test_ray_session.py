@@ -200,8 +200,8 @@ def test_a_learner_killed_hard_is_restarted_and_the_actors_resend_their_backlog(
     process = start(out_dir, env, address, "session.actors=2", "schedule.total_env_steps=200",
                     "session.ray.learner_restarts=1")
     try:
-        wait_for(lambda: (out_dir / "policy.pt").is_file() and at_learner(out_dir, "robot1") >= 2,
-                 "a published policy and robot1's episodes")
+        wait_for(lambda: list((out_dir / "checkpoints").glob("*.pt")) and at_learner(out_dir, "robot1") >= 2,
+                 "a checkpoint and robot1's episodes")
         learner = pids(out_dir / "learner.log", r"learner: pid (\d+)")[-1]
         os.kill(learner, signal.SIGKILL)
         out, err = process.communicate(timeout=600)
