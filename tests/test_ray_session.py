@@ -246,3 +246,39 @@ def test_a_learner_gone_for_good_the_actors_keep_their_episodes_and_resume_sends
     assert_nothing_lost(out_dir, ["robot0", "robot1"])
     assert {r: len(v) for r, v in replay_origins(out_dir).items()} == {
         r: max(n, per_claw) for r, n in recorded.items()}
+
+
+def test_each_robot_gets_its_own_settings_and_name():
+    from omegaconf import OmegaConf
+
+    from slac_robot.config import ConfigError, load_config
+    from slac_robot.runtime.ray_session import actor_config, robot_names
+
+    cfg = load_config("train", ["session.learner=ray", "session.robots=[claw_a,claw_b]",
+                                "session.robot_overrides={claw_b: ['backend.substeps=20', 'seed=5']}"])
+    assert robot_names(cfg.session) == ["claw_a", "claw_b"]
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    a = actor_config(plain, "claw_a", plain["session"]["robot_overrides"])
+    b = actor_config(plain, "claw_b", plain["session"]["robot_overrides"])
+    assert (a["backend"]["substeps"], a["seed"]) == (cfg.backend.substeps, 0)
+    assert (b["backend"]["substeps"], b["seed"]) == (20, 5)
+    with pytest.raises(ConfigError, match="letters, digits"):
+        robot_names(load_config("train", ["session.robots=['claw a']"]).session)
+
+
+def test_an_episode_file_carries_its_robot_and_is_placed_once_under_a_free_index(tmp_path):
+    import numpy as np
+
+    from slac_robot.agent.replay import Episode, episode_bytes, episode_summary, place_episode_file, read_episode
+
+    episode = Episode(images=np.zeros((4, 8, 8, 3), np.uint8), extras={"goal": np.ones((4, 2), np.float32)},
+                      actions=np.zeros((3, 9), np.float32), rewards=np.array([1, 2, 3], np.float32),
+                      terminated=False, truncated=True, tripped="speed", robot="claw_a", robot_episode=7)
+    first = place_episode_file(tmp_path, 0, 3, episode_bytes(episode))
+    second = place_episode_file(tmp_path, 0, 3, episode_bytes(episode))  # index 0 is taken: the next free one
+    assert (first.name, second.name) == ("episode_00000000_3.npz", "episode_00000001_3.npz")
+    assert episode_origin(first) == ("claw_a", 7)
+    assert episode_summary(first) == (0, 3, 6.0, "speed")
+    back = read_episode(first, (8, 8, 3), 9, {"goal": 2})
+    assert (back.robot, back.robot_episode, back.tripped) == ("claw_a", 7, "speed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [first.name, second.name]  # no temporary left

@@ -378,7 +378,8 @@ class LearnerLink:
         self.version = 0
         self.acknowledged = 0
         self.bytes_sent = 0
-        self.latencies_ms: list[float] = []  # publish -> taken up by the control loop
+        self.delivered_ms: dict[int, float] = {}  # policy version -> publish to in this process
+        self.taken_up_ms: dict[int, float] = {}  # policy version -> publish to the control loop acting with it
         self.policy_sac_updates = 0
         self._threads = [threading.Thread(target=self._send_loop, name=f"{robot}-send", daemon=True),
                          threading.Thread(target=self._receive_loop, name=f"{robot}-receive", daemon=True)]
@@ -409,8 +410,8 @@ class LearnerLink:
             item, self._slot = self._slot, None
         if item is None:
             return None
-        _, published, payload = item
-        self.latencies_ms.append((time.time() - published) * 1000.0)
+        version, published, payload = item
+        self.taken_up_ms[version] = (time.time() - published) * 1000.0
         self.policy_sac_updates = int(payload["sac_updates"])
         return payload["policy"]
 
@@ -467,6 +468,7 @@ class LearnerLink:
                 self._mark(error)
                 continue
             self.version = version
+            self.delivered_ms[version] = (time.time() - published) * 1000.0
             with self._slot_lock:
                 self._slot = (version, published, payload)
 
@@ -528,13 +530,18 @@ class RobotService:
         """Asks the control loop to stop at its next tick (the driver received signum)."""
         self.stopper.received = signum
 
-    def stats(self) -> dict[str, Any]:
-        """The link's figures: episodes acknowledged, bytes sent, policy latencies (ms)."""
+    def _report_link(self) -> None:
+        """<run>/actors/<robot>/link.json: episodes acknowledged, bytes sent, and per published
+        policy version the ms from its publication to this process (delivered) and to the
+        first control tick acting with it (taken_up; a poll per tick adds up to one period)."""
+        import json
+
+        from slac_robot.storage import write_atomically
+
         link = self.link
-        if link is None:
-            return {}
-        return {"acknowledged": link.acknowledged, "bytes_sent": link.bytes_sent,
-                "latencies_ms": list(link.latencies_ms), "policy_version": link.version}
+        report = {"acknowledged": link.acknowledged, "bytes_sent": link.bytes_sent,
+                  "delivered_ms": link.delivered_ms, "taken_up_ms": link.taken_up_ms}
+        write_atomically(self.dir / "link.json", json.dumps(report, indent=1).encode())
 
     def run(self, learner) -> dict[str, Any]:
         """Runs this robot's share of the session; returns {"robot", "code", "message",
@@ -629,6 +636,10 @@ class RobotService:
             if link is not None:
                 unsent = link.wait_until_sent(float(session.stop_timeout_s) if link.lost is None else 0.0)
                 link.close()
+                try:
+                    self._report_link()
+                except OSError as error:
+                    problems.append(f"writing link.json failed: {error}")
             if rate_keeper is not None:
                 self._report_control_loop(rate_keeper)
         if problems:
