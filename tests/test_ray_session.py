@@ -53,7 +53,7 @@ def cluster():
            "RAY_USAGE_STATS_ENABLED": "0"}
     head = subprocess.Popen(
         [ray_script(), "start", "--head", f"--port={port}", "--include-dashboard=false", "--num-cpus=8",
-         f"--temp-dir={temp_dir}", "--disable-usage-stats", "--block"],
+         f"--temp-dir={temp_dir}", "--disable-usage-stats", "--resources", '{"claw_b": 1}', "--block"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     address = f"127.0.0.1:{port}"
     try:
@@ -68,13 +68,32 @@ def cluster():
             time.sleep(1.0)
         yield address, env
     finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-            head.wait()
+        stop_node(head)
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def stop_node(node: subprocess.Popen) -> None:
+    """Ends a node started by `ray start --block` in its own process group, and everything it
+    started (its `ray start` hangs on SIGTERM at times: a node that dies is what is tested anyway)."""
+    try:
+        os.killpg(node.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    node.wait(timeout=60)
+
+
+def join_node(address: str, env: dict, resources: str) -> subprocess.Popen:
+    """A second Ray node on this machine, as a robot computer joins: `ray start --address=...
+    --resources=...`; returns once the cluster counts its resource."""
+    node = subprocess.Popen([ray_script(), "start", f"--address={address}", "--num-cpus=2", "--resources", resources,
+                             "--block"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    name = resources.split('"')[1]
+    wait_for(lambda: f"/1.0 {name}" in subprocess.run([ray_script(), "status", f"--address={address}"], env=env,
+                                                       capture_output=True, text=True, timeout=60).stdout
+             or node.poll() is not None, f"the node with {resources} to join", limit_s=120)
+    assert node.poll() is None
+    return node
 
 
 def start(out_dir, env, *overrides: str) -> subprocess.Popen:
@@ -282,3 +301,54 @@ def test_an_episode_file_carries_its_robot_and_is_placed_once_under_a_free_index
     back = read_episode(first, (8, 8, 3), 9, {"goal": 2})
     assert (back.robot, back.robot_episode, back.tripped) == ("claw_a", 7, "speed")
     assert sorted(p.name for p in tmp_path.iterdir()) == [first.name, second.name]  # no temporary left
+
+
+def test_a_robot_computer_that_leaves_and_joins_again_loses_nothing_and_the_others_go_on(tmp_path, cluster):
+    # claw_a's actor lives on a second node (its resource); claw_b's on the head. The node dies
+    # whole (its raylet and workers killed with SIGKILL), then a node with claw_a joins again.
+    address, env = cluster
+    out_dir = tmp_path / "run"
+    node = join_node(address, env, '{"claw_a": 1}')
+    process = None
+    try:
+        process = start(out_dir, env, f"session.ray.address={address}", "session.robots=[claw_a,claw_b]",
+                        "schedule.total_env_steps=160")
+        wait_for(lambda: at_learner(out_dir, "claw_a") >= 2, "two of claw_a's episodes at the learner")
+        first = pids(out_dir / "actors" / "claw_a" / "actor.log", r"actor claw_a: pid (\d+)")
+        stop_node(node)
+        before = at_learner(out_dir, "claw_b")
+        wait_for(lambda: at_learner(out_dir, "claw_b") > before, "the learner going on with claw_b")
+        assert not alive(first[-1])
+        node = join_node(address, env, '{"claw_a": 1}')
+        out, err = process.communicate(timeout=600)
+    finally:
+        if process is not None:
+            process.kill()
+        stop_node(node)
+    assert process.returncode == 0, err
+    assert len(pids(out_dir / "actors" / "claw_a" / "actor.log", r"actor claw_a: pid (\d+)")) == 2
+    assert_nothing_lost(out_dir, ["claw_a", "claw_b"], in_flight={"claw_a": 1})
+    assert {r: len(v) for r, v in replay_origins(out_dir).items()} == {"claw_a": 8, "claw_b": 8}
+
+
+def test_ctrl_c_makes_every_robot_safe_and_resume_goes_on_from_what_each_recorded(tmp_path, cluster):
+    address, env = on(cluster)
+    out_dir = tmp_path / "run"
+    process = subprocess.Popen([script_path(), "train", f"out_dir={out_dir}", *RAY_SESSION, address,
+                                "session.actors=2", "schedule.total_env_steps=100000"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               start_new_session=True)
+    try:
+        wait_for(lambda: at_learner(out_dir, "robot0") >= 1 and at_learner(out_dir, "robot1") >= 1,
+                 "an episode of each claw at the learner")
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C at a terminal: the whole process group
+        _, err = process.communicate(timeout=300)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert f"resume with: slac-robot train resume={out_dir}" in err
+    for robot in ("robot0", "robot1"):
+        stops = [e for e in read_events(out_dir / "actors" / robot / "safety_events.jsonl") if e["kind"] == "safe_stop"]
+        assert stops and "SIGINT" in stops[-1]["reason"]
+    assert_nothing_lost(out_dir, ["robot0", "robot1"])
+    assert "stopped after" in (out_dir / "learner.log").read_text()
