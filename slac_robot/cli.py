@@ -745,11 +745,21 @@ def plot_results(cfg: DictConfig) -> int:
     return 0
 
 
+def sweep(cfg: DictConfig) -> int:
+    """Runs agents x goal settings x seeds as Ray tasks, each a `slac-robot train` run directory
+    <root>/<setting>/<agent>_s<seed> (continued with resume= when it exists), and draws the
+    comparison figure as runs finish; see configs/sweep.yaml and runtime/sweep.py."""
+    from slac_robot.runtime.sweep import run_sweep
+
+    return run_sweep(cfg)
+
+
 COMMANDS: dict[str, tuple[Callable[[DictConfig], int], str]] = {
     "rollout": (rollout, "run episodes with a random or scripted policy; write metrics and videos"),
     "train": (train, "train an agent online (SLAC, or a SAC baseline: agent=...); resume=RUN_DIR"),
     "eval": (evaluate, "run a trained policy (run=RUN_DIR or checkpoint=FILE); metrics and videos"),
     "plot-results": (plot_results, "the comparison figure of many runs (root=FOLDER of <setting>/<agent>_s<seed>)"),
+    "sweep": (sweep, "agents x goal settings x seeds as Ray tasks (a cluster or this machine), then the figure"),
     "emulate-bus": (emulate_bus, "run the Dynamixel bus emulator (simulated claw) on a pseudo-terminal"),
     "check-hardware": (check_hardware, "ping every servo and print its model, temperature, errors, position"),
     "calibrate-joints": (calibrate_joints, "record the joint offsets with the claw held at the reference pose"),

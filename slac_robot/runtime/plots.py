@@ -203,3 +203,4 @@ def plot_comparison(curves: dict[str, dict[str, list[tuple[np.ndarray, np.ndarra
     axes[1, 0].set_ylabel("evaluation mean return")
     figure.tight_layout()
     _save(figure, path)
+
