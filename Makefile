@@ -25,6 +25,7 @@ bench: setup
 	$(BIN)/python bench/replay_sample.py
 	$(BIN)/python bench/agent_speed.py
 	$(BIN)/python bench/control_loop.py
+	$(BIN)/python bench/ray_session.py
 
 setup: system-deps $(STAMP)
 
