@@ -154,9 +154,12 @@ def test_bad_ray_settings_end_in_one_line_before_anything_starts(tmp_path):
         "session.actors=2": ("session.learner=process", "session.actors=2"),
         "RAY_AUTH_MODE=token": ("session.learner=ray", "session.ray.address=10.1.2.3:6379"),
         "session.robots": ("session.learner=ray", "session.robots=[claw_a,claw_a]"),
+        "RAY_AUTH_MODE=disabled": ("session.learner=ray",),
     }
-    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
     for named, overrides in runs.items():
+        env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+        if named == "RAY_AUTH_MODE=disabled":
+            env["RAY_AUTH_MODE"] = "disabled"
         run = subprocess.run([script_path(), "train", f"out_dir={tmp_path / 'run'}", *overrides],
                              capture_output=True, text=True, timeout=120, env=env)
         assert run.returncode == 2, run.stderr

@@ -93,15 +93,23 @@ def is_local_address(address: str | None) -> bool:
     return host in ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
+def check_ray_auth(address: str | None, key: str) -> None:
+    """Refuses Ray without its token: never on this machine (RAY_AUTH_MODE=disabled), and across
+    machines only with RAY_AUTH_MODE=token (Ray 2.60 does not turn it on there by itself)."""
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
+        raise ConfigError("RAY_AUTH_MODE=disabled: Ray's processes listen on every network interface, and without "
+                          "its token anyone who reaches them runs code here; unset RAY_AUTH_MODE (or set it to token)")
+    if not is_local_address(address) and os.environ.get("RAY_AUTH_MODE") != "token":
+        raise ConfigError(
+            f"{key}={address} joins a Ray cluster across machines, which must use token authentication: set "
+            "RAY_AUTH_MODE=token (and the same token, RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH) on every node and "
+            "here; see the README, 'Beyond one machine'")
+
+
 def check_ray_config(session) -> None:
     """Checks session.ray before anything starts (one line naming the fix)."""
     ray_cfg = session.ray
-    address = ray_cfg.address
-    if not is_local_address(address) and os.environ.get("RAY_AUTH_MODE") != "token":
-        raise ConfigError(
-            f"session.ray.address={address} joins a Ray cluster across machines, which must use token "
-            "authentication: set RAY_AUTH_MODE=token (and the same token, RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH) "
-            "on every node and here; see the README, 'Beyond one machine'")
+    check_ray_auth(ray_cfg.address, "session.ray.address")
     for key in ("learner_restarts", "actor_restarts"):
         if int(ray_cfg[key]) < 0:
             raise ConfigError(f"session.ray.{key}={ray_cfg[key]} must be 0 or more")
@@ -187,6 +195,7 @@ class LearnerService:
         self._thread: threading.Thread | None = None
         self._failure: str | None = None
         self.learner = None
+        self._spaces = None  # the first robot's (observation, action) spaces: every robot's must match
         self._writer = None
         self.counts: dict[str, RobotCounts] = {}
         self._received: set[tuple[str, int]] = set()
@@ -228,7 +237,7 @@ class LearnerService:
         with self._lock:
             if self.learner is None:
                 self._start_learner(observation_space, action_space, fps)
-            elif observation_space != self.learner.agent_spaces[0] or action_space != self.learner.agent_spaces[1]:
+            elif (observation_space, action_space) != self._spaces:
                 raise ConfigError(f"robot {robot}'s observations or actions differ from the first robot's; "
                                   "give every robot the same camera size and task")
             self.say(f"learner: robot {robot} attached")
@@ -247,7 +256,7 @@ class LearnerService:
         device = resolve_device(str(self.conf.device))
         learner = build_learner(self.run_dir, self.conf, observation_space, action_space, fps, device,
                                 publish=self._publish)
-        learner.agent_spaces = (observation_space, action_space)
+        self._spaces = (observation_space, action_space)
         restored = learner.restore()
         self.learner = learner
         self.say(f"learner: device {device}, {threads} threads; "

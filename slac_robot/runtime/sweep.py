@@ -63,12 +63,9 @@ def check_sweep_config(cfg: DictConfig) -> None:
             raise ConfigError(f"overrides: {override} is set by the sweep itself; use agents=, tasks=, seeds=, root=")
     if float(cfg.cpus_per_run) <= 0 or float(cfg.gpus_per_run) < 0:
         raise ConfigError("cpus_per_run must be more than 0 and gpus_per_run 0 or more")
-    if cfg.address:
-        from slac_robot.runtime.ray_session import is_local_address
+    from slac_robot.runtime.ray_session import check_ray_auth
 
-        if not is_local_address(str(cfg.address)) and os.environ.get("RAY_AUTH_MODE") != "token":
-            raise ConfigError(f"address={cfg.address} joins a Ray cluster across machines: set RAY_AUTH_MODE=token "
-                              "and the cluster's token first (README, 'Beyond one machine')")
+    check_ray_auth(str(cfg.address) if cfg.address else None, "address")
 
 
 def _train(arguments: list[str], log_path: str, threads: int) -> int:
