@@ -1,6 +1,6 @@
 """A session on Ray with 1, 2 and 4 simulated claws on this machine: what Ray costs the actors.
 
-  python bench/ray_session.py [--actors 1 2 4] [--episodes 3] [--episode-steps 40]
+  python bench/ray_session.py [--actors 1 2 4] [--episodes 3] [--episode-steps 40] [--backend emulated]
 
 For each number of actors it runs the real command (`slac-robot train session.learner=ray
 session.actors=N`, a tiny agent so that the learner publishes often, 10 Hz on the wall clock)
@@ -43,16 +43,16 @@ def percentiles(values) -> str:
     return f"p50 {np.percentile(v, 50):6.1f}  p99 {np.percentile(v, 99):6.1f}  max {v.max():6.1f} ms  ({len(v)} publishes)"
 
 
-def run_session(actors: int, episodes: int, episode_steps: int, out_dir: pathlib.Path) -> None:
+def run_session(actors: int, episodes: int, episode_steps: int, out_dir: pathlib.Path, backend: str) -> None:
     script = shutil.which("slac-robot") or str(pathlib.Path(sys.executable).with_name("slac-robot"))
-    command = [script, "train", f"out_dir={out_dir}", "session.learner=ray", f"session.actors={actors}",
+    command = [script, "train", f"out_dir={out_dir}", f"backend={backend}", "session.learner=ray", f"session.actors={actors}",
                f"task.episode_steps={episode_steps}", f"schedule.total_env_steps={actors * episodes * episode_steps}",
                f"schedule.initial_collection_steps={episode_steps}", *TINY]
     started = time.monotonic()
     run = subprocess.run(command, capture_output=True, text=True)
     if run.returncode != 0:
         raise SystemExit(f"the session with {actors} actors failed:\n{run.stderr}")
-    print(f"\n{actors} actor(s): session of {actors * episodes} episodes in {time.monotonic() - started:.0f} s")
+    print(f"\n{actors} actor(s), backend={backend}: session of {actors * episodes} episodes in {time.monotonic() - started:.0f} s")
     links = {}
     for robot_dir in sorted((out_dir / "actors").iterdir()):
         links[robot_dir.name] = json.loads((robot_dir / "link.json").read_text())
@@ -109,11 +109,12 @@ def main() -> None:
     parser.add_argument("--actors", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--episodes", type=int, default=3, help="episodes per actor")
     parser.add_argument("--episode-steps", type=int, default=40)
+    parser.add_argument("--backend", default="sim", help="sim, or emulated: the real driver through the bus emulator")
     args = parser.parse_args()
     work = pathlib.Path(tempfile.mkdtemp(prefix="ray_bench_"))
     try:
         for actors in args.actors:
-            run_session(actors, args.episodes, args.episode_steps, work / f"actors_{actors}")
+            run_session(actors, args.episodes, args.episode_steps, work / f"actors_{actors}", args.backend)
         import ray
 
         from slac_robot.runtime.ray_session import connect
