@@ -9,6 +9,7 @@ The waits are bounded loops for something to happen, never timing checks."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import os
 import re
@@ -355,3 +356,69 @@ def test_ctrl_c_makes_every_robot_safe_and_resume_goes_on_from_what_each_recorde
         assert stops and "SIGINT" in stops[-1]["reason"]
     assert_nothing_lost(out_dir, ["robot0", "robot1"])
     assert "stopped after" in (out_dir / "learner.log").read_text()
+
+
+def test_a_frozen_learner_looks_like_a_dropped_link_and_no_episode_is_lost_or_doubled(tmp_path, cluster):
+    # SIGSTOP: the learner's process holds its connections but answers nothing, as behind a link
+    # that dropped. Calls time out (ack_timeout_s), each actor makes its robot safe and waits;
+    # SIGCONT: the calls queued meanwhile run (an episode the actor will send again among them).
+    address, env = on(cluster)
+    out_dir = tmp_path / "run"
+    process = start(out_dir, env, address, "session.actors=2", "schedule.total_env_steps=160",
+                    "session.ray.ack_timeout_s=2")
+    learner = None
+    try:
+        wait_for(lambda: at_learner(out_dir, "robot0") >= 1 and at_learner(out_dir, "robot1") >= 1,
+                 "an episode of each claw at the learner")
+        learner = pids(out_dir / "learner.log", r"learner: pid (\d+)")[-1]
+        os.kill(learner, signal.SIGSTOP)
+
+        def both_safe() -> bool:
+            logs = [out_dir / "actors" / r / "actor.log" for r in ("robot0", "robot1")]
+            return all("robot made safe, waiting" in log.read_text() for log in logs)
+
+        wait_for(both_safe, "both actors to make their robots safe and wait")
+        os.kill(learner, signal.SIGCONT)
+        out, err = process.communicate(timeout=600)
+    finally:
+        if learner is not None:
+            os.kill(learner, signal.SIGCONT)
+        process.kill()
+    assert process.returncode == 0, err
+    for robot in ("robot0", "robot1"):
+        stops = [e for e in read_events(out_dir / "actors" / robot / "safety_events.jsonl") if e["kind"] == "safe_stop"]
+        assert any("LearnerLost" in e["reason"] for e in stops), stops
+        assert "the learner is back" in (out_dir / "actors" / robot / "actor.log").read_text()
+    assert_nothing_lost(out_dir, ["robot0", "robot1"])
+    assert {r: len(v) for r, v in replay_origins(out_dir).items()} == {"robot0": 8, "robot1": 8}
+    assert len(pids(out_dir / "learner.log", r"learner: pid (\d+)")) == 1  # the same learner throughout
+
+
+def test_the_learner_stores_a_resent_episode_once_even_after_a_restart(tmp_path):
+    # The acknowledgement can be lost after the write (a frozen or restarted learner): the actor
+    # sends the episode again, and the learner, restarted or not, must not store it twice.
+    import numpy as np
+    from omegaconf import OmegaConf
+
+    from slac_robot.agent.replay import Episode, episode_bytes
+    from slac_robot.config import load_config
+    from slac_robot.runtime.ray_session import LearnerService
+
+    cfg = OmegaConf.to_container(load_config("train", ["session.learner=ray"]), resolve=True)
+    episode = Episode(images=np.zeros((3, 64, 64, 3), np.uint8), extras={}, actions=np.zeros((2, 9), np.float32),
+                      rewards=np.array([1, 1], np.float32), terminated=False, truncated=True, robot="claw_a",
+                      robot_episode=0)
+    content = episode_bytes(episode)
+    learner = LearnerService(str(tmp_path), cfg)
+    assert learner.ingest("claw_a", 0, 2, content, 2.0, "") is True
+    assert learner.ingest("claw_a", 0, 2, content, 2.0, "") is False
+    restarted = LearnerService(str(tmp_path), cfg)
+    assert restarted.counts["claw_a"].episodes == 1 and restarted.counts["claw_a"].next_index == 1
+    assert restarted.ingest("claw_a", 0, 2, content, 2.0, "") is False
+    other = episode_bytes(dataclasses.replace(episode, robot="claw_b"))
+    assert restarted.ingest("claw_b", 0, 2, other, 2.0, "") is True  # another robot's episode 0
+    with pytest.raises(ValueError, match="stamped"):  # bytes that say another robot or index: refused
+        restarted.ingest("claw_b", 1, 2, other, 2.0, "")
+    assert len(list((tmp_path / "replay").glob("episode_*.npz"))) == 2
+    with open(tmp_path / "train_episodes.csv") as f:
+        assert [row["robot"] for row in csv.DictReader(f)] == ["claw_a", "claw_b"]

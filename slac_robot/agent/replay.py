@@ -210,9 +210,10 @@ def episode_summary(path: Path) -> tuple[int, int, float, str]:
     return parsed[0], parsed[1], episode_return, tripped
 
 
-def episode_origin(path: Path) -> tuple[str, int]:
-    """(robot, robot_episode) of an episode file, ("", -1) when one actor wrote it itself; reads
-    only those two entries. Raises CorruptEpisodeError when the file cannot be read."""
+def episode_origin(path: Path | io.BytesIO) -> tuple[str, int]:
+    """(robot, robot_episode) of an episode file (a path, or its bytes in a BytesIO), ("", -1)
+    when one actor wrote it itself; reads only those two entries. Raises CorruptEpisodeError
+    when it cannot be read."""
     try:
         with np.load(path, allow_pickle=False) as data:
             if "robot" not in data.files:

@@ -32,6 +32,7 @@ the `resume=` line and its backlog on disk, which a resumed session sends first.
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 import os
 import pathlib
@@ -302,7 +303,12 @@ class LearnerService:
 
         with self._lock:
             if (robot, robot_episode) in self._received:
+                self.say(f"learner: {robot}'s episode {robot_episode} came again (its acknowledgement was lost); "
+                         "acknowledged, kept once")
                 return False
+            stamped = episode_origin(io.BytesIO(content))
+            if stamped != (robot, robot_episode):
+                raise ValueError(f"an episode sent as {robot}'s episode {robot_episode} is stamped {stamped}; not stored")
             directory = self.run_dir / "replay"
             place_episode_file(directory, _next_free_index(directory), steps, content)
             counts = self._count(robot, robot_episode, steps, bool(tripped))
@@ -438,12 +444,30 @@ class LearnerLink:
                     return
                 try:
                     self._send(path)
+                except CorruptEpisodeError as error:
+                    self._set_aside(path, str(error))
+                except ray.exceptions.RayTaskError as error:
+                    cause = getattr(error, "cause", error)
+                    if isinstance(cause, (ValueError, CorruptEpisodeError)):  # the learner refused this file
+                        self._set_aside(path, f"the learner refused it: {cause}")
+                        continue
+                    self._mark(error)  # it could not store it (its disk?): kept here, sent again later
+                    break
                 except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError, ConnectionError) as error:
                     self._mark(error)
                     break
                 except OSError:
                     break  # a file the writer thread still places; looked at again next round
             self._stop.wait(self.poll_s)
+
+    def _set_aside(self, path: pathlib.Path, reason: str) -> None:
+        """Moves an outbox file nobody can read to outbox/corrupt/ (never deletes it), with a warning."""
+        import warnings
+
+        corrupt = self.outbox / "corrupt"
+        corrupt.mkdir(exist_ok=True)
+        os.replace(path, corrupt / path.name)
+        warnings.warn(f"{self.robot}: episode file {path} not sent ({reason}); moved to {corrupt / path.name}")
 
     def _send(self, path: pathlib.Path) -> None:
         import ray
