@@ -195,6 +195,9 @@ class LearnerService:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failure: str | None = None
+        # Who this learner is: a learner Ray restarted has another, so that every actor notices
+        # (its robot made safe, re-attached, its policy versions counted from 0 again).
+        self.incarnation = f"{os.getpid()}-{time.time_ns()}"
         self.learner = None
         self._spaces = None  # the first robot's (observation, action) spaces: every robot's must match
         self._writer = None
@@ -232,9 +235,10 @@ class LearnerService:
         return counts
 
     # ----- actors join -----
-    def attach(self, robot: str, observation_space, action_space, fps: float) -> dict[str, int]:
+    def attach(self, robot: str, observation_space, action_space, fps: float) -> dict[str, Any]:
         """A robot's actor joins (or rejoins): starts the learner at the first call. Returns what
-        the replay holds of that robot (RobotCounts as a dict), from which the actor resumes."""
+        the replay holds of that robot (RobotCounts as a dict), from which the actor resumes,
+        and this learner's "incarnation"."""
         with self._lock:
             if self.learner is None:
                 self._start_learner(observation_space, action_space, fps)
@@ -242,7 +246,7 @@ class LearnerService:
                 raise ConfigError(f"robot {robot}'s observations or actions differ from the first robot's; "
                                   "give every robot the same camera size and task")
             self.say(f"learner: robot {robot} attached")
-            return dataclasses.asdict(self.counts.get(robot, RobotCounts()))
+            return {**dataclasses.asdict(self.counts.get(robot, RobotCounts())), "incarnation": self.incarnation}
 
     def _start_learner(self, observation_space, action_space, fps: float) -> None:
         import torch
@@ -334,14 +338,15 @@ class LearnerService:
 
     # ----- weights out -----
     def wait_policy(self, known_version: int, timeout_s: float):
-        """The newest published policy once it is newer than known_version: (version, publish
-        time (time.time()), [object ref of {"policy", "sac_updates"}]); None after timeout_s."""
+        """(incarnation, newest policy or None): the policy once it is newer than known_version,
+        as (version, publish time (time.time()), [object ref of {"policy", "sac_updates"}]); None
+        after timeout_s. The incarnation tells an actor whether the learner was restarted."""
         with self._policy:
             self._policy.wait_for(lambda: self._policy_version > known_version, timeout=timeout_s)
             if self._policy_version <= known_version:
-                return None
+                return self.incarnation, None
             version, published, ref = self._policy_item
-            return version, published, [ref]  # in a list: Ray passes the reference, not the weights
+            return self.incarnation, (version, published, [ref])  # a list: Ray passes the reference, not the weights
 
     # ----- the driver's view -----
     def status(self) -> dict[str, Any]:
@@ -388,6 +393,8 @@ class LearnerLink:
         self.ack_timeout_s, self.poll_s = ack_timeout_s, poll_s
         self._stop = threading.Event()
         self._lost: str | None = None
+        self.incarnation: str | None = None  # the learner's this link attached to (RobotService sets it)
+        self.restarted = False  # the learner answering is another incarnation: re-attach first
         self._slot: tuple[int, float, dict[str, Any]] | None = None
         self._slot_lock = threading.Lock()
         self.version = 0
@@ -413,9 +420,11 @@ class LearnerLink:
 
     # ----- the control thread -----
     def check_alive(self) -> None:
-        """Raises LearnerLost when the learner stopped answering (read from a flag)."""
+        """Raises LearnerLost when the learner stopped answering or was restarted (read from flags)."""
         if self._lost is not None:
             raise LearnerLost(f"the learner cannot be reached ({self._lost})")
+        if self.restarted:
+            raise LearnerLost("the learner was restarted (its process ended)")
 
     def poll_policy(self) -> dict[str, Any] | None:
         """Newly received policy weights, or None (a swap of a slot the receiver filled)."""
@@ -491,6 +500,12 @@ class LearnerLink:
             except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError, ConnectionError) as error:
                 self._mark(error)
                 self._stop.wait(self.poll_s)
+                continue
+            incarnation, answer = answer
+            if incarnation != self.incarnation:
+                if not self.restarted:
+                    self.restarted = True
+                    self.version = 0  # a restarted learner counts its publications from 0 again
                 continue
             if answer is None:
                 continue
@@ -616,6 +631,7 @@ class RobotService:
             held, held_steps = recorded_episodes(outbox)
             outbox_writer = OutboxWriter(outbox, self.robot, counts["next_index"], env)
             link = LearnerLink(learner, self.robot, outbox, float(session.ray.ack_timeout_s), float(session.poll_s))
+            link.incarnation = counts["incarnation"]
             self.link = link
             link.start()
             schedule = Schedule(**{**conf.schedule,
@@ -683,7 +699,7 @@ class RobotService:
         self.say(f"actor {self.robot}: ended: {outcome}")
         return outcome
 
-    def _attach(self, learner, env) -> dict[str, int]:
+    def _attach(self, learner, env) -> dict[str, Any]:
         """Joins the learner (waiting for it up to session.ray.connect_timeout_s)."""
         import ray
 
@@ -709,11 +725,16 @@ class RobotService:
             if self.stopper.received is not None:
                 return False
             try:
-                ray.get(learner.attach.remote(self.robot, env.observation_space, env.action_space,
-                                              1.0 / env.clock.period_s), timeout=float(self.conf.session.ray.ack_timeout_s))
+                attached = ray.get(learner.attach.remote(self.robot, env.observation_space, env.action_space,
+                                                         1.0 / env.clock.period_s),
+                                   timeout=float(self.conf.session.ray.ack_timeout_s))
             except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError):
                 time.sleep(0.5)
                 continue
+            if attached["incarnation"] != self.link.incarnation:
+                self.link.version = 0
+            self.link.incarnation = attached["incarnation"]
+            self.link.restarted = False
             deadline_link = time.monotonic() + float(self.conf.session.ray.ack_timeout_s) * 2 + 2.0
             while self.link.lost is not None and time.monotonic() < deadline_link:
                 time.sleep(0.1)  # the link's threads see it too before the control loop goes on
