@@ -603,7 +603,6 @@ class RobotService:
                     "episodes": 0, "steps": 0, "unsent": -1}
 
     def _run(self, learner) -> dict[str, Any]:
-        import ray
         import torch
 
         from slac_robot.agent.replay import recorded_episodes
@@ -646,6 +645,8 @@ class RobotService:
             trainer.progress.env_steps = counts["steps"] + held_steps
             trainer.progress.trips = counts["trips"]
             self.say(f"actor {self.robot}: {counts['episodes']} episodes at the learner, {held} in the outbox")
+            if int(session.actor_rt_priority):
+                self._real_time_priority(int(session.actor_rt_priority))
             while True:
                 try:
                     trainer.train(self.stopper)
@@ -698,6 +699,15 @@ class RobotService:
                    "episodes": p.episodes if p else 0, "steps": p.env_steps if p else 0}
         self.say(f"actor {self.robot}: ended: {outcome}")
         return outcome
+
+    def _real_time_priority(self, priority: int) -> None:
+        """SCHED_FIFO for this thread only (the control loop's; the link's threads, started
+        before, stay ordinary), or a line in actor.log on why it could not."""
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+        except PermissionError:
+            self.say(f"actor {self.robot}: session.actor_rt_priority={priority} needs root, CAP_SYS_NICE or an "
+                     "rtprio limit (/etc/security/limits.conf); the control loop runs as an ordinary thread")
 
     def _attach(self, learner, env) -> dict[str, Any]:
         """Joins the learner (waiting for it up to session.ray.connect_timeout_s)."""
