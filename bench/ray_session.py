@@ -68,6 +68,20 @@ def run_session(actors: int, episodes: int, episode_steps: int, out_dir: pathlib
         print(f"  publish -> every actor, {kind[:-3].replace('_', ' ')}: {percentiles(slowest)}")
 
 
+def restamp(content: bytes, robot: str, robot_episode: int) -> bytes:
+    """An episode file's bytes stamped as robot's episode robot_episode."""
+    import io
+
+    import numpy as np
+
+    with np.load(io.BytesIO(content), allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files}
+    arrays.update(robot=np.str_(robot), robot_episode=np.int64(robot_episode))
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
+
+
 def ingestion(replay_dir: pathlib.Path, senders: int, work: pathlib.Path) -> None:
     import ray
     from omegaconf import OmegaConf
@@ -84,11 +98,15 @@ def ingestion(replay_dir: pathlib.Path, senders: int, work: pathlib.Path) -> Non
     learner = ray.remote(LearnerService).options(max_concurrency=senders + 4).remote(str(run_dir), cfg)
     ray.get(learner.status.remote())
     rounds = max(1, 200 // len(contents))
+    # The learner stores an episode only under the robot and index stamped in its bytes: each
+    # sender's copies are stamped as its own (before the clock starts).
+    stamped = {s: [[restamp(content, f"bench{s}", r * len(contents) + i) for i, (content, _) in enumerate(contents)]
+                   for r in range(rounds)] for s in range(senders)}
 
     def send(sender: int) -> None:
         for r in range(rounds):
-            for i, (content, (_, steps, episode_return, tripped)) in enumerate(contents):
-                ray.get(learner.ingest.remote(f"bench{sender}", r * len(contents) + i, steps, content,
+            for i, (_, (_, steps, episode_return, tripped)) in enumerate(contents):
+                ray.get(learner.ingest.remote(f"bench{sender}", r * len(contents) + i, steps, stamped[sender][r][i],
                                               episode_return, tripped))
 
     threads = [threading.Thread(target=send, args=(s,)) for s in range(senders)]
