@@ -218,7 +218,7 @@ def _train_session(cfg: DictConfig, run_dir: pathlib.Path, schedule, device, run
     from slac_robot.agent.checkpoint import CheckpointError, NonFiniteWeights
     from slac_robot.agent.replay import BackgroundEpisodeWriter, recorded_episodes
     from slac_robot.backends import make_agent, make_env, make_replay, vector_dims
-    from slac_robot.runtime.clock import RateKeeper
+    from slac_robot.runtime.clock import RateKeeper, set_real_time_priority
     from slac_robot.runtime.learner import LearnerDied, LearnerProcess
     from slac_robot.runtime.stop import Interrupted, StopSignal
     from slac_robot.runtime.train import SessionHalted, Trainer, TripPolicy, space_needed
@@ -281,7 +281,9 @@ def _train_session(cfg: DictConfig, run_dir: pathlib.Path, schedule, device, run
         if learner is not None:
             learner.start()  # before the actor takes a real-time priority: the learner must not inherit it
         if session.actor_rt_priority:
-            _real_time_priority(session.actor_rt_priority)
+            refused = set_real_time_priority(session.actor_rt_priority)
+            if refused:
+                print(f"slac-robot train: {refused}", file=sys.stderr)
         with StopSignal() as stop:
             trainer.train(stop)
         outcome = 0
@@ -338,6 +340,7 @@ def _close_session(env, replay, rate_keeper, learner, run_dir: pathlib.Path,
     look), the control loop's report, the learner. Returns what went wrong, one line each, with
     whether it was a failed write."""
     from slac_robot.agent.replay import BackgroundEpisodeWriter
+    from slac_robot.runtime.clock import write_control_loop_report
 
     problems: list[tuple[str, bool]] = []
 
@@ -355,7 +358,8 @@ def _close_session(env, replay, rate_keeper, learner, run_dir: pathlib.Path,
     if isinstance(replay, BackgroundEpisodeWriter):
         attempt("writing the last episodes", replay.close)
     if rate_keeper is not None:
-        attempt("reporting the control loop", lambda: _report_control_loop(rate_keeper, run_dir))
+        attempt("reporting the control loop", lambda: print(
+            "slac-robot train: " + write_control_loop_report(rate_keeper, run_dir / "control_loop.json")))
     if learner is not None:
         code = learner.stop(stop_timeout_s)
         if code not in (0, None) and not learner.reported:
@@ -370,28 +374,6 @@ def _close_session(env, replay, rate_keeper, learner, run_dir: pathlib.Path,
 def _save_config(cfg: DictConfig, path: pathlib.Path) -> None:
     """Writes a run's config.yaml whole or not at all (a resumed run's must survive a full disk)."""
     write_atomically(path, OmegaConf.to_yaml(cfg).encode())
-
-
-def _real_time_priority(priority: int) -> None:
-    """Puts this thread (the control loop's) under SCHED_FIFO, or says why it cannot."""
-    import os
-
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
-    except PermissionError:
-        print(f"slac-robot train: session.actor_rt_priority={priority} needs root, CAP_SYS_NICE or an rtprio "
-              "limit (/etc/security/limits.conf); the actor runs as an ordinary process", file=sys.stderr)
-
-
-def _report_control_loop(rate_keeper, run_dir: pathlib.Path) -> None:
-    """Prints the control loop's jitter and writes it to <run>/control_loop.json."""
-    import dataclasses
-    import json
-
-    stats = rate_keeper.jitter()
-    print(f"slac-robot train: control loop at {1.0 / rate_keeper.period_s:g} Hz: {stats}")
-    report = {"rate_hz": 1.0 / rate_keeper.period_s, **dataclasses.asdict(stats)}
-    write_atomically(run_dir / "control_loop.json", json.dumps(report, indent=1).encode())
 
 
 def _ask_person_at_terminal() -> Callable[[str], bool] | None:

@@ -99,3 +99,30 @@ class RateKeeper:
             return JitterStats(0, self.overruns, 0.0, 0.0, 0.0, late)
         p50, p99 = np.percentile(errors_ms, [50, 99])
         return JitterStats(self._recorded, self.overruns, float(p50), float(p99), float(errors_ms.max()), late)
+
+
+def set_real_time_priority(priority: int) -> str | None:
+    """Puts the calling thread (a control loop's) under SCHED_FIFO at priority; returns None, or
+    why it could not, naming the fix."""
+    import os
+
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except PermissionError:
+        return (f"session.actor_rt_priority={priority} needs root, CAP_SYS_NICE or an rtprio limit "
+                "(/etc/security/limits.conf); the control loop runs as an ordinary thread")
+    return None
+
+
+def write_control_loop_report(rate_keeper: RateKeeper, path) -> str:
+    """Writes the control loop's jitter (JitterStats, and its rate) to path as JSON; returns a
+    one-line summary."""
+    import dataclasses
+    import json
+
+    from slac_robot.storage import write_atomically
+
+    stats = rate_keeper.jitter()
+    report = {"rate_hz": 1.0 / rate_keeper.period_s, **dataclasses.asdict(stats)}
+    write_atomically(path, json.dumps(report, indent=1).encode())
+    return f"control loop at {1.0 / rate_keeper.period_s:g} Hz: {stats}"

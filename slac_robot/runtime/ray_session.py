@@ -607,7 +607,7 @@ class RobotService:
 
         from slac_robot.agent.replay import recorded_episodes
         from slac_robot.backends import make_agent, make_env
-        from slac_robot.runtime.clock import RateKeeper
+        from slac_robot.runtime.clock import RateKeeper, set_real_time_priority, write_control_loop_report
         from slac_robot.runtime.stop import Interrupted
         from slac_robot.runtime.train import Schedule, SessionHalted, Trainer, TripPolicy
         from slac_robot.safety import EventLog, ResetFailed
@@ -646,7 +646,9 @@ class RobotService:
             trainer.progress.trips = counts["trips"]
             self.say(f"actor {self.robot}: {counts['episodes']} episodes at the learner, {held} in the outbox")
             if int(session.actor_rt_priority):
-                self._real_time_priority(int(session.actor_rt_priority))
+                refused = set_real_time_priority(int(session.actor_rt_priority))
+                if refused:
+                    self.say(f"actor {self.robot}: {refused}")
             while True:
                 try:
                     trainer.train(self.stopper)
@@ -691,7 +693,7 @@ class RobotService:
                 except OSError as error:
                     problems.append(f"writing link.json failed: {error}")
             if rate_keeper is not None:
-                self._report_control_loop(rate_keeper)
+                self.say(f"actor {self.robot}: " + write_control_loop_report(rate_keeper, self.dir / "control_loop.json"))
         if problems:
             code, message = code or 1, "; ".join([message] + problems if message else problems)
         p = trainer.progress if trainer is not None else None
@@ -699,15 +701,6 @@ class RobotService:
                    "episodes": p.episodes if p else 0, "steps": p.env_steps if p else 0}
         self.say(f"actor {self.robot}: ended: {outcome}")
         return outcome
-
-    def _real_time_priority(self, priority: int) -> None:
-        """SCHED_FIFO for this thread only (the control loop's; the link's threads, started
-        before, stay ordinary), or a line in actor.log on why it could not."""
-        try:
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
-        except PermissionError:
-            self.say(f"actor {self.robot}: session.actor_rt_priority={priority} needs root, CAP_SYS_NICE or an "
-                     "rtprio limit (/etc/security/limits.conf); the control loop runs as an ordinary thread")
 
     def _attach(self, learner, env) -> dict[str, Any]:
         """Joins the learner (waiting for it up to session.ray.connect_timeout_s)."""
@@ -751,17 +744,6 @@ class RobotService:
             if self.link.lost is None:
                 return True
         return False
-
-    def _report_control_loop(self, rate_keeper) -> None:
-        import json
-
-        from slac_robot.storage import write_atomically
-
-        stats = rate_keeper.jitter()
-        self.say(f"actor {self.robot}: control loop at {1.0 / rate_keeper.period_s:g} Hz: {stats}")
-        report = {"rate_hz": 1.0 / rate_keeper.period_s, **dataclasses.asdict(stats)}
-        write_atomically(self.dir / "control_loop.json", json.dumps(report, indent=1).encode())
-
 
 class OutboxWriter(BackgroundEpisodeWriter):
     """The robot actor's episode writer: finished episodes, stamped with the robot's name and
