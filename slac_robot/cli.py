@@ -394,10 +394,16 @@ def _resumed_config(run_dir: pathlib.Path, cfg: DictConfig, overrides: list[str]
 
     cfg: this command line composed (it validated the overrides); overrides: as typed. A key
     (schedule.total_env_steps=...) takes cfg's value; a group choice replaces that section
-    (task=..., backend=...), except agent=..., which the run's weights must keep."""
+    (task=..., backend=...), except agent=..., which the run's weights must keep. Keys that the
+    version which started the run did not have take this version's defaults (for the run's agent
+    and backend), so that a run goes on after an upgrade."""
     from slac_robot.config import group_options, load_saved_config
 
     resumed = load_saved_config(run_dir / "config.yaml", "resume")
+    choices = [f"{group}={resumed[group].name}" for group in ("agent", "backend")
+               if OmegaConf.select(resumed, f"{group}.name") in group_options(group)]
+    defaults = OmegaConf.create(OmegaConf.to_container(load_config("train", choices)))
+    resumed = OmegaConf.merge(defaults, resumed)
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
         if key == "resume":

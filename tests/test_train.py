@@ -187,6 +187,20 @@ def test_a_resumed_run_keeps_its_own_config_and_changes_only_what_the_command_li
     assert "agent=slac" in capsys.readouterr().err
 
 
+def test_a_run_started_by_an_older_version_resumes_with_the_new_keys_defaults(tmp_path):
+    run = tmp_path / "run"
+    assert train(run, "schedule.total_env_steps=20", "session.poll_s=0.3") == 0
+    saved = OmegaConf.load(run / "config.yaml")  # as an older version wrote it: keys since added are missing
+    del saved.session["actors"], saved.session["ray"], saved.agent["proprio_to_actor"]
+    OmegaConf.save(saved, run / "config.yaml")
+    assert main(["train", f"resume={run}", "schedule.total_env_steps=30"]) == 0
+    resumed = OmegaConf.load(run / "config.yaml")
+    assert resumed.session.actors == 1 and resumed.agent.proprio_to_actor is False  # this version's defaults
+    assert resumed.session.ray == load_config("train", []).session.ray
+    assert resumed.session.poll_s == 0.3 and resumed.agent.z2_dim == 16  # the run's own settings stay
+    assert (run / "checkpoints" / "checkpoint_000000030.pt").is_file()
+
+
 @pytest.mark.parametrize("damage", [b"schedule: [unclosed\n", b"\xff\xfe\x00binary", b"just text\n"])
 def test_an_unreadable_config_yaml_is_named_in_one_line(tmp_path, capsys, damage):
     (tmp_path / "config.yaml").write_bytes(damage)
