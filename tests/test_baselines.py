@@ -16,6 +16,7 @@ from slac_robot.agent.replay import SequenceReplay
 from slac_robot.agent.sac_baseline import SacAgent, SacConfig, random_shift
 from slac_robot.agent.slac import SlacAgent, SlacConfig
 from slac_robot.cli import main
+from slac_robot.runtime.plots import read_per_goal
 from slac_robot.runtime.train import Schedule, Trainer
 from slac_robot.tasks.point_reach import PointReachEnv
 
@@ -188,3 +189,8 @@ def test_plot_results_pools_per_goal_success_over_seeds_and_bins_random_goals(tm
     assert (tmp_path / "comparison_per_goal.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["plot-results", f"root={tmp_path}", "per_goal.last_evaluations=0"]) == 2
     assert "per_goal.last_evaluations" in capsys.readouterr().err
+    # A run resumed across the change: its older entries count as many episodes as its newer ones.
+    straddling = tmp_path / "straddling.csv"
+    straddling.write_text(header + "1000,25,0.3,0,+1.57:0.300/0.5\n2000,50,0.5,0,+1.57:0.500/0.4/10\n")
+    assert read_per_goal(straddling, last_evaluations=2) == {1.57: (8, 20)}
+    assert read_per_goal(straddling, last_evaluations=1) == {1.57: (5, 10)}

@@ -81,24 +81,28 @@ def read_eval_curve(eval_csv: pathlib.Path) -> tuple[np.ndarray, np.ndarray, np.
 
 def read_per_goal(eval_csv: pathlib.Path, last_evaluations: int) -> dict[float, tuple[float, int]]:
     """Per goal (rad): (successes, episodes) summed over the last evaluations of one run's
-    eval.csv, from its per_goal column ("goal:rate/error/episodes;..."). Entries written before
-    the episode count was recorded count as one episode; runs without goals ("all") give {}."""
+    eval.csv, from its per_goal column ("goal:rate/error/episodes;..."). An entry written before
+    the episode count was recorded counts as many episodes as the run's counted entries of that
+    goal (a run resumed across the change), else as one; runs without goals ("all") give {}."""
     import csv
 
     with open(eval_csv, newline="") as f:
         rows = list(csv.DictReader(f))
-    totals: dict[float, list[float]] = {}
+    entries: list[tuple[float, float, int | None]] = []  # (goal, rate, episodes or None)
     for row in rows[-last_evaluations:]:
         for entry in filter(None, (row.get("per_goal") or "").split(";")):
             goal, _, figures = entry.partition(":")
             if goal == "all" or not figures:
                 continue
-            rate, _, rest = figures.partition("/")
-            counted = rest.count("/") == 1
-            episodes = int(rest.split("/")[1]) if counted else 1
-            total = totals.setdefault(float(goal), [0.0, 0])
-            total[0] += round(float(rate) * episodes) if counted else float(rate)  # the rate is written rounded
-            total[1] += episodes
+            parts = figures.split("/")
+            entries.append((float(goal), float(parts[0]), int(parts[2]) if len(parts) == 3 else None))
+    counted = {goal: episodes for goal, _, episodes in entries if episodes is not None}
+    totals: dict[float, list[float]] = {}
+    for goal, rate, episodes in entries:
+        n = episodes if episodes is not None else counted.get(goal, 1)
+        total = totals.setdefault(goal, [0.0, 0])
+        total[0] += round(rate * n) if n > 1 else rate  # rates are written rounded: k of n episodes
+        total[1] += n
     return {goal: (successes, int(episodes)) for goal, (successes, episodes) in sorted(totals.items())}
 
 
