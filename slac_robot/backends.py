@@ -26,6 +26,7 @@ from slac_robot.safety import ActionFilter, HealthLimits, HealthMonitor, Scripte
 from slac_robot.tasks import RewardWeights, ValveTurnTask
 
 if TYPE_CHECKING:
+    from slac_robot.tasks.point_reach import PointReachEnv
     import gymnasium as gym
     import torch
 
@@ -380,9 +381,26 @@ def make_board(board: DictConfig) -> "Board":
     return Board(spec)
 
 
+TASK_KINDS = ("valve_turn", "point_reach")  # task.kind: the claw's valve, or PointReach (no robot)
+# The task group's keys that are not the task's own arguments: the group's choice, the env's kind,
+# and the true state that agent=sac_state reads.
+TASK_GROUP_KEYS = ("name", "kind", "state_keys")
+
+
+def task_kind(task: DictConfig) -> str:
+    """The `task` config group's kind (valve_turn | point_reach); a run saved before tasks had
+    kinds is a valve run."""
+    kind = str(task.get("kind", "valve_turn"))
+    if kind not in TASK_KINDS:
+        raise ConfigError(f"task.kind={kind!r} is not one of: {', '.join(TASK_KINDS)}")
+    return kind
+
+
 def make_task(task: DictConfig) -> ValveTurnTask:
     """Builds the valve-turning task from the `task` config group."""
     kwargs = _plain(task)
+    for key in TASK_GROUP_KEYS:
+        kwargs.pop(key, None)
     reward = kwargs.pop("reward")
     try:
         weights = RewardWeights(**reward)
@@ -424,10 +442,36 @@ def make_scripted_reset(
     )
 
 
-def check_env_config(cfg: DictConfig) -> tuple[ValveTurnTask, dict[str, Any], dict[str, Any], HealthMonitor]:
-    """Checks the values of the backend choice, task, camera and safety sections without opening
-    anything (a command checks them before it makes its run directory); returns the task, the
-    camera and safety sections (plain dicts) and the health monitor built from them."""
+def make_point_reach(cfg: DictConfig) -> "PointReachEnv":
+    """PointReach (task=point_reach) from the `task` group, its images camera.width_px square; a
+    bad value raises ConfigError naming the key."""
+    from slac_robot.tasks.point_reach import PointReachEnv
+
+    kwargs = _plain(cfg.task)
+    for key in TASK_GROUP_KEYS:
+        kwargs.pop(key)
+    if cfg.camera.width_px != cfg.camera.height_px:
+        raise ConfigError(f"task=point_reach draws square images; camera.width_px={cfg.camera.width_px} and "
+                          f"camera.height_px={cfg.camera.height_px} must be equal")
+    try:
+        return PointReachEnv(image_size_px=require_int("camera.width_px", cfg.camera.width_px),
+                             fixed_goal=tuple(kwargs.pop("fixed_goal")), **kwargs)
+    except TypeError as error:
+        raise ConfigError(f"task: {error}; the valid keys are those of PointReachEnv") from None
+
+
+def check_env_config(cfg: DictConfig) -> None:
+    """Checks the values of the task, and for the valve of the backend choice, camera and safety
+    sections, without opening anything (a command checks them before it makes its run directory)."""
+    if task_kind(cfg.task) == "point_reach":
+        make_point_reach(cfg)  # numpy only: building it checks every value
+    else:
+        _valve_env_config(cfg)
+
+
+def _valve_env_config(cfg: DictConfig) -> tuple[ValveTurnTask, dict[str, Any], dict[str, Any], HealthMonitor]:
+    """check_env_config for the valve; returns the task, the camera and safety sections (plain
+    dicts) and the health monitor built from them."""
     name = cfg.backend.name
     if name not in BACKENDS:
         raise ConfigError(f"backend.name={name!r} is not one of: {', '.join(BACKENDS)}")
@@ -449,14 +493,17 @@ def check_env_config(cfg: DictConfig) -> tuple[ValveTurnTask, dict[str, Any], di
     return task, camera, safety, monitor
 
 
-def make_env(cfg: DictConfig, render: bool = False, realtime: bool = False) -> ValveTurnEnv:
-    """Assembles the environment for cfg.backend, cfg.task, cfg.camera and cfg.safety.
+def make_env(cfg: DictConfig, render: bool = False, realtime: bool = False) -> "ValveTurnEnv | PointReachEnv":
+    """Assembles the environment for cfg.backend, cfg.task, cfg.camera and cfg.safety (for
+    task=point_reach: PointReach, which has no backend, safety layer or clock).
 
     render: also build the third-person view camera, for `env.render()` and videos.
     realtime: pace a simulated backend's clock at its control rate on the wall clock (a
     RateKeeper around it), as a session on the real claw runs; hardware clocks always are.
     The env has no event log yet: the session runtime sets `env.event_log`."""
-    task, camera, safety, monitor = check_env_config(cfg)  # bad values fail before any device is opened
+    if task_kind(cfg.task) == "point_reach":
+        return make_point_reach(cfg)
+    task, camera, safety, monitor = _valve_env_config(cfg)  # bad values fail before any device is opened
     parts = BACKENDS[cfg.backend.name](_plain(cfg.backend), camera, _plain(cfg.camera_device), safety, render)
     if realtime and not isinstance(parts.clock, RateKeeper):
         parts = parts._replace(clock=RateKeeper(parts.clock.period_s, inner=parts.clock))

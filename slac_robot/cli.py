@@ -232,7 +232,8 @@ def _train_session(cfg: DictConfig, run_dir: pathlib.Path, schedule, device, run
     # One env for training and evaluation (evaluations run between episodes): a real claw
     # cannot be opened twice, and every episode is seeded.
     env = make_env(cfg, realtime=in_process and bool(session.realtime))
-    rate_keeper = env.clock if isinstance(env.clock, RateKeeper) else None
+    clock = getattr(env, "clock", None)  # task=point_reach has no robot: no clock, no scripted reset
+    rate_keeper = clock if isinstance(clock, RateKeeper) else None
     learner = None
     trainer = None
     replay = None
@@ -246,7 +247,8 @@ def _train_session(cfg: DictConfig, run_dir: pathlib.Path, schedule, device, run
             )
         env.event_log = EventLog(run_dir / "safety_events.jsonl")
         ask_person = _ask_person_at_terminal()
-        env.scripted_reset.ask_person = ask_person  # a reset that failed its attempts asks, too
+        if hasattr(env, "scripted_reset"):
+            env.scripted_reset.ask_person = ask_person  # a reset that failed its attempts asks, too
         torch.manual_seed(cfg.seed)  # the networks' initial weights and the policy's noise
         if in_process:
             torch.set_num_threads(session.actor_threads)
@@ -256,11 +258,11 @@ def _train_session(cfg: DictConfig, run_dir: pathlib.Path, schedule, device, run
             replay = BackgroundEpisodeWriter(run_dir / "replay", env.action_space.shape[0],
                                              obs_space["image"].shape, vector_dims(obs_space))
             learner = LearnerProcess(run_dir, OmegaConf.to_container(cfg, resolve=True), obs_space,
-                                     env.action_space, fps=1.0 / env.clock.period_s, nice=session.learner_nice,
+                                     env.action_space, fps=env.metadata["render_fps"], nice=session.learner_nice,
                                      run_lock=run_lock)
         else:
             agent = make_agent(cfg.agent, env, device)
-            replay = make_replay(cfg.replay, run_dir / "replay", env, agent.sequence_length, env.task.episode_steps)
+            replay = make_replay(cfg.replay, run_dir / "replay", env, agent.sequence_length, int(cfg.task.episode_steps))
         _save_config(cfg, run_dir / "config.yaml")
         trainer = Trainer(
             env, env, agent, replay, schedule, run_dir, seed=cfg.seed, video_scale=cfg.video.scale,
@@ -274,7 +276,7 @@ def _train_session(cfg: DictConfig, run_dir: pathlib.Path, schedule, device, run
             _restore(trainer, run_dir)
         where = f"learner process on {device}" if in_process else f"updates inline on {device}"
         print(f"slac-robot train: run directory {run_dir} ({where}; {trainer.progress.episodes} episodes recorded)")
-        shortage = space_needed(run_dir, schedule, trainer.progress.env_steps, env.task.episode_steps,
+        shortage = space_needed(run_dir, schedule, trainer.progress.env_steps, int(cfg.task.episode_steps),
                                 env.observation_space["image"].shape, agent.state_dict())
         if shortage:
             print(f"slac-robot train: warning: {shortage}", file=sys.stderr)
@@ -395,12 +397,12 @@ def _resumed_config(run_dir: pathlib.Path, cfg: DictConfig, overrides: list[str]
     cfg: this command line composed (it validated the overrides); overrides: as typed. A key
     (schedule.total_env_steps=...) takes cfg's value; a group choice replaces that section
     (task=..., backend=...), except agent=..., which the run's weights must keep. Keys that the
-    version which started the run did not have take this version's defaults (for the run's agent
-    and backend), so that a run goes on after an upgrade."""
+    version which started the run did not have take this version's defaults (for the run's agent,
+    backend and task), so that a run goes on after an upgrade."""
     from slac_robot.config import group_options, load_saved_config
 
     resumed = load_saved_config(run_dir / "config.yaml", "resume")
-    choices = [f"{group}={resumed[group].name}" for group in ("agent", "backend")
+    choices = [f"{group}={resumed[group].name}" for group in ("agent", "backend", "task")
                if OmegaConf.select(resumed, f"{group}.name") in group_options(group)]
     defaults = OmegaConf.create(OmegaConf.to_container(load_config("train", choices)))
     resumed = OmegaConf.merge(defaults, resumed)

@@ -1,5 +1,6 @@
 """`slac-robot sweep`: runs as Ray tasks on a local Ray instance, each an ordinary run directory,
-the comparison figure drawn; the same command again continues every run (resume=)."""
+the comparison figure drawn; the same command again continues every run (resume=). The settings
+are PointReach (task=point_reach, no robot) and the valve."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ TINY = ["session.learner=inline", "task.episode_steps=5", "schedule.initial_coll
 
 def sweep(root, total_steps: int) -> subprocess.CompletedProcess:
     overrides = ",".join(f"'{o}'" for o in [*TINY, f"schedule.total_env_steps={total_steps}"])
-    return subprocess.run([script_path(), "sweep", f"root={root}", "agents=[sac_state]", "tasks=[fixed,three_goal]",
+    return subprocess.run([script_path(), "sweep", f"root={root}", "agents=[sac_state]", "tasks=[point_reach,fixed]",
                            "seeds=[0,1]", "runs_at_once=2", f"overrides=[{overrides}]"],
                           capture_output=True, text=True, timeout=600,
                           env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
@@ -30,7 +31,7 @@ def evaluations(run_dir) -> list[int]:
 def test_a_sweep_runs_every_combination_draws_the_figure_and_continues_when_run_again(tmp_path):
     first = sweep(tmp_path, total_steps=20)
     assert first.returncode == 0, first.stderr
-    runs = [tmp_path / setting / f"sac_state_s{seed}" for setting in ("fixed", "three_goal") for seed in (0, 1)]
+    runs = [tmp_path / setting / f"sac_state_s{seed}" for setting in ("point_reach", "fixed") for seed in (0, 1)]
     for run_dir in runs:
         assert (run_dir / "config.yaml").is_file() and evaluations(run_dir) == [10, 20]
     assert (tmp_path / "comparison.png").stat().st_size > 0

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from slac_robot.backends import make_task
+from slac_robot.backends import TASK_GROUP_KEYS, make_task
 from slac_robot.config import ConfigError
 from slac_robot.interfaces import RobotState
 from slac_robot.tasks import GOAL_SETTINGS, RewardWeights, ValveTurnTask, wrap_to_pi
@@ -25,6 +25,8 @@ def task_from(*overrides: str) -> ValveTurnTask:
 def task_kwargs(**changes):
     """ValveTurnTask's keyword arguments from the config, with `changes`."""
     kwargs = OmegaConf.to_container(compose().task, resolve=True)
+    for key in TASK_GROUP_KEYS:
+        del kwargs[key]
     kwargs["reward"] = RewardWeights(**kwargs["reward"])
     kwargs.update(changes)
     return kwargs

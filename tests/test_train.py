@@ -156,6 +156,10 @@ def test_sigint_writes_a_checkpoint_keeps_finished_episodes_and_the_run_resumes(
         (["session.learner=cluster"], ["session.learner", "process", "inline"]),
         (["session.after_trip=ignore"], ["session.after_trip", "reset"]),
         (["session.actor_rt_priority=120"], ["session.actor_rt_priority", "1-99"]),
+        (["task.kind=maze"], ["task.kind", "point_reach"]),
+        (["task=point_reach", "task.goal_setting=moving"], ["point_reach.goal_setting", "fixed, random"]),
+        (["task=point_reach", "camera.width_px=48"], ["square", "camera.height_px=64"]),
+        (["task=point_reach", "+task.gravity=9.81"], ["gravity", "PointReachEnv"]),
     ],
 )
 def test_bad_training_config_exits_2_with_one_line(overrides, must_name, tmp_path, capsys):

@@ -144,6 +144,11 @@ class PointReachEnv(gym.Env):
         """The agent's image (render_mode="rgb_array"), else None."""
         return self._image() if self.render_mode == "rgb_array" else None
 
+    def make_safe(self, reason: str) -> list[str]:
+        """What a training session calls when it stops (robot envs stop their motors): PointReach
+        has no robot and nothing moves between steps, so there is nothing to do; no failures."""
+        return []
+
     def oracle_action(self) -> np.ndarray:
         """The action that moves the dot straight towards the goal, at full speed until it is
         there: a reference policy that knows the dot's position (the agent does not)."""
