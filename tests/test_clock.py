@@ -36,6 +36,18 @@ def test_period_errors_are_recorded_per_tick():
     assert tick == 12 and late_ms >= 10.0
 
 
+def test_the_newest_period_errors_are_those_of_the_latest_ticks_across_the_ring():
+    clock = RateKeeper(0.005, history=4)  # a ring of 4: the 6 recorded errors wrap around it
+    for _ in range(6):
+        clock.tick()
+    time.sleep(0.02)
+    clock.tick()
+    assert clock.ticks_recorded == 6  # intervals between 7 ticks
+    newest = clock.recent_period_errors_ms(2)
+    assert len(newest) == 2 and newest[0] >= 10.0 and newest[1] < 10.0  # newest first: the late one
+    assert len(clock.recent_period_errors_ms(10)) == 4  # no more than the ring holds
+
+
 def test_restart_forgets_a_pause():
     clock = RateKeeper(0.005)
     clock.tick()

@@ -182,6 +182,8 @@ def test_two_simulated_claws_on_a_local_ray_instance_every_episode_reaches_the_l
         rows = list(csv.DictReader(f))
     assert sorted(r["robot"] for r in rows) == ["robot0"] * 5 + ["robot1"] * 5
     assert all(r["return"] and r["robot_trips_per_1000_steps"] for r in rows)
+    # each claw's control loop is paced: its jitter per episode, measured there, shown here
+    assert all(0.0 <= float(r["robot_period_error_p99_ms"]) < 1000.0 and int(r["robot_overruns"]) >= 0 for r in rows)
     assert (out_dir / "tensorboard" / "robots").is_dir() and (out_dir / "tensorboard" / "learner").is_dir()
     for robot in ("robot0", "robot1"):
         assert (out_dir / "actors" / robot / "control_loop.json").is_file()
@@ -292,7 +294,8 @@ def test_each_robot_gets_its_own_settings_and_name():
 def test_an_episode_file_carries_its_robot_and_is_placed_once_under_a_free_index(tmp_path):
     import numpy as np
 
-    from slac_robot.agent.replay import Episode, episode_bytes, episode_summary, place_episode_file, read_episode
+    from slac_robot.agent.replay import (Episode, episode_bytes, episode_control_loop, episode_summary,
+                                         place_episode_file, read_episode)
 
     episode = Episode(images=np.zeros((4, 8, 8, 3), np.uint8), extras={"goal": np.ones((4, 2), np.float32)},
                       actions=np.zeros((3, 9), np.float32), rewards=np.array([1, 2, 3], np.float32),
@@ -305,6 +308,13 @@ def test_an_episode_file_carries_its_robot_and_is_placed_once_under_a_free_index
     back = read_episode(first, (8, 8, 3), 9, {"goal": 2})
     assert (back.robot, back.robot_episode, back.tripped) == ("claw_a", 7, "speed")
     assert sorted(p.name for p in tmp_path.iterdir()) == [first.name, second.name]  # no temporary left
+    # the control loop's jitter over the episode travels with it when the loop measured it
+    p99_ms, overruns = episode_control_loop(first)
+    assert math.isnan(p99_ms) and overruns == -1 and back.overruns == -1
+    timed = place_episode_file(tmp_path, 5, 3, episode_bytes(
+        dataclasses.replace(episode, period_error_p99_ms=1.25, overruns=2)))
+    assert episode_control_loop(timed) == (1.25, 2)
+    assert read_episode(timed, (8, 8, 3), 9, {"goal": 2}).overruns == 2
 
 
 def test_a_robot_computer_that_leaves_and_joins_again_loses_nothing_and_the_others_go_on(tmp_path, cluster):

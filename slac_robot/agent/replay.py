@@ -84,7 +84,9 @@ class Episode:
     rewards (T,) float32; terminated / truncated: how the last step ended it; tripped: the kind
     of the safety fault that cut it short, "" when it was not. robot: the robot that recorded it
     and robot_episode its index among that robot's episodes (a session with several actors,
-    runtime/ray_session.py); "" and -1 when one actor wrote the folder itself."""
+    runtime/ray_session.py); "" and -1 when one actor wrote the folder itself. period_error_p99_ms
+    and overruns: how well that actor's control loop kept its rate over the episode (and the reset
+    before it); nan and -1 when its loop was not paced or not measured."""
 
     images: np.ndarray
     extras: dict[str, np.ndarray]
@@ -95,6 +97,8 @@ class Episode:
     tripped: str = ""
     robot: str = ""
     robot_episode: int = -1
+    period_error_p99_ms: float = math.nan
+    overruns: int = -1
 
     @property
     def steps(self) -> int:
@@ -163,6 +167,8 @@ def episode_bytes(episode: Episode) -> bytes:
     }
     if episode.robot:
         arrays.update(robot=np.str_(episode.robot), robot_episode=np.int64(episode.robot_episode))
+    if episode.overruns >= 0:
+        arrays.update(period_error_p99_ms=np.float64(episode.period_error_p99_ms), overruns=np.int64(episode.overruns))
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     return buffer.getvalue()
@@ -219,6 +225,19 @@ def episode_origin(path: Path | io.BytesIO) -> tuple[str, int]:
             if "robot" not in data.files:
                 return "", -1
             return str(data["robot"]), int(data["robot_episode"])
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as error:
+        raise CorruptEpisodeError(f"{path}: cannot be read ({type(error).__name__}: {error})") from error
+
+
+def episode_control_loop(path: Path | io.BytesIO) -> tuple[float, int]:
+    """(period_error_p99_ms, overruns) of the control loop that recorded an episode file (a path,
+    or its bytes in a BytesIO); (nan, -1) when it was not measured. Raises CorruptEpisodeError
+    when the file cannot be read."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "overruns" not in data.files:
+                return math.nan, -1
+            return float(data["period_error_p99_ms"]), int(data["overruns"])
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as error:
         raise CorruptEpisodeError(f"{path}: cannot be read ({type(error).__name__}: {error})") from error
 
@@ -295,6 +314,8 @@ def read_episode(
         tripped=str(arrays["tripped"]) if "tripped" in arrays else "",  # files before trips were kept lack it
         robot=str(arrays["robot"]) if "robot" in arrays else "",
         robot_episode=int(arrays["robot_episode"]) if "robot_episode" in arrays else -1,
+        period_error_p99_ms=float(arrays["period_error_p99_ms"]) if "overruns" in arrays else math.nan,
+        overruns=int(arrays["overruns"]) if "overruns" in arrays else -1,
     )
 
 

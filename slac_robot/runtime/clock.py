@@ -91,6 +91,18 @@ class RateKeeper:
         self._deadline_s = None
         self._last_wake_s = None
 
+    @property
+    def ticks_recorded(self) -> int:
+        """Ticks whose period error was recorded so far (the first after a restart has none)."""
+        return self._recorded
+
+    def recent_period_errors_ms(self, ticks: int) -> np.ndarray:
+        """|period error| in ms of the newest `ticks` recorded ticks (fewer when fewer were
+        recorded, or more than `history` ago)."""
+        ticks = min(ticks, self._recorded, len(self._errors_s))
+        newest = (self._recorded - 1 - np.arange(ticks)) % len(self._errors_s)
+        return np.abs(self._errors_s[newest]) * 1e3
+
     def jitter(self) -> JitterStats:
         """|period error| statistics over the recorded ticks (the newest `history` of them)."""
         errors_ms = np.abs(self._errors_s[: min(self._recorded, len(self._errors_s))]) * 1e3

@@ -52,11 +52,13 @@ from slac_robot.agent.replay import (
     Episode,
     _list_episode_files,
     _next_free_index,
+    episode_control_loop,
     episode_origin,
     episode_summary,
     place_episode_file,
 )
 from slac_robot.config import ConfigError
+from slac_robot.runtime.clock import RateKeeper
 
 OUTBOX = "outbox"
 ACTORS_DIR = "actors"
@@ -302,7 +304,7 @@ class LearnerService:
         """Stores one episode file's bytes (agent/replay.episode_bytes) from robot's actor into
         <run>/replay/, crash-safe; returns True once it is durable (False: it was already held,
         a resend). The learner's train_episodes.csv gets one row and TensorBoard the robot's
-        return and trips. A failed write raises (the actor keeps the episode and sends it again)."""
+        return, trips and control-loop jitter. A failed write raises (the actor keeps the episode and sends it again)."""
         from slac_robot.runtime.train import append_csv_row
 
         with self._lock:
@@ -315,18 +317,25 @@ class LearnerService:
                 raise ValueError(f"an episode sent as {robot}'s episode {robot_episode} is stamped {stamped}; not stored")
             directory = self.run_dir / "replay"
             place_episode_file(directory, _next_free_index(directory), steps, content)
+            p99_ms, overruns = episode_control_loop(io.BytesIO(content))
             counts = self._count(robot, robot_episode, steps, bool(tripped))
             total = sum(c.episodes for c in self.counts.values())
             total_steps = sum(c.steps for c in self.counts.values())
             trips_per_1000 = 1000.0 * counts.trips / max(counts.steps, 1)
+            measured = overruns >= 0  # an actor whose loop is not paced has no jitter: blank cells
             append_csv_row(self.run_dir / "train_episodes.csv", {
                 "episode": total, "env_steps": total_steps, "robot": robot, "robot_episode": robot_episode,
                 "robot_env_steps": counts.steps, "return": episode_return, "steps": steps, "tripped": tripped,
                 "robot_trips_per_1000_steps": round(trips_per_1000, 3),
+                "robot_period_error_p99_ms": round(p99_ms, 3) if measured else "",
+                "robot_overruns": overruns if measured else "",
             })
             writer = self._robots_writer()
             writer.add_scalar(f"robots/{robot}/episode_return", episode_return, total_steps)
             writer.add_scalar(f"robots/{robot}/trips_per_1000_steps", trips_per_1000, total_steps)
+            if measured:
+                writer.add_scalar(f"robots/{robot}/period_error_p99_ms", p99_ms, total_steps)
+                writer.add_scalar(f"robots/{robot}/overruns", overruns, total_steps)
             return True
 
     def _robots_writer(self):
@@ -750,8 +759,12 @@ class OutboxWriter(BackgroundEpisodeWriter):
     its own episode index, go to the outbox by a thread (the control loop never waits for the
     disk); a file's index in its name is the robot's episode index.
 
+    Each episode also carries how well the control loop kept its rate since the previous one
+    (the episode and the reset before it: p99 |period error| and overruns), when env's clock is
+    a RateKeeper, so that the learner can show every robot's jitter.
+
     outbox: the folder; robot: the name; next_index: the learner's next index for this robot
-    (the outbox's own files count too); env: its spaces give the shapes."""
+    (the outbox's own files count too); env: its spaces give the shapes, its clock the jitter."""
 
     def __init__(self, outbox: pathlib.Path, robot: str, next_index: int, env):
         super().__init__(outbox, env.action_space.shape[0], env.observation_space["image"].shape,
@@ -759,9 +772,19 @@ class OutboxWriter(BackgroundEpisodeWriter):
         self.robot = robot
         held = [index for index, _, _ in _list_episode_files(self.directory)]
         self.next_index = max([next_index, *(i + 1 for i in held)])
+        clock = getattr(env, "clock", None)
+        self.rate_keeper = clock if isinstance(clock, RateKeeper) else None
+        self._ticks_seen = self._overruns_seen = 0
 
     def _write(self, episode: Episode):
         episode = dataclasses.replace(episode, robot=self.robot, robot_episode=self.next_index)
+        if self.rate_keeper is not None:
+            keeper = self.rate_keeper
+            errors_ms = keeper.recent_period_errors_ms(keeper.ticks_recorded - self._ticks_seen)
+            p99_ms = float(np.percentile(errors_ms, 99)) if errors_ms.size else 0.0
+            episode = dataclasses.replace(episode, period_error_p99_ms=p99_ms,
+                                          overruns=keeper.overruns - self._overruns_seen)
+            self._ticks_seen, self._overruns_seen = keeper.ticks_recorded, keeper.overruns
         self.next_index += 1
         return super()._write(episode)
 
