@@ -711,6 +711,15 @@ class RobotService:
         self.say(f"actor {self.robot}: ended: {outcome}")
         return outcome
 
+    def _call_attach(self, learner, env) -> dict[str, Any]:
+        """One call of the learner's attach (what it holds of this robot); Ray's errors and
+        a timeout after session.ray.ack_timeout_s go to the caller."""
+        import ray
+
+        return ray.get(learner.attach.remote(self.robot, env.observation_space, env.action_space,
+                                             env.metadata["render_fps"]),
+                       timeout=float(self.conf.session.ray.ack_timeout_s))
+
     def _attach(self, learner, env) -> dict[str, Any]:
         """Joins the learner (waiting for it up to session.ray.connect_timeout_s)."""
         import ray
@@ -718,9 +727,7 @@ class RobotService:
         deadline = time.monotonic() + float(self.conf.session.ray.connect_timeout_s)
         while True:
             try:
-                return ray.get(learner.attach.remote(self.robot, env.observation_space, env.action_space,
-                                                     1.0 / env.clock.period_s),
-                               timeout=float(self.conf.session.ray.ack_timeout_s))
+                return self._call_attach(learner, env)
             except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as error:
                 if time.monotonic() > deadline:
                     raise LearnerLost(f"the learner did not answer within session.ray.connect_timeout_s "
@@ -737,9 +744,7 @@ class RobotService:
             if self.stopper.received is not None:
                 return False
             try:
-                attached = ray.get(learner.attach.remote(self.robot, env.observation_space, env.action_space,
-                                                         1.0 / env.clock.period_s),
-                                   timeout=float(self.conf.session.ray.ack_timeout_s))
+                attached = self._call_attach(learner, env)
             except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError):
                 time.sleep(0.5)
                 continue
