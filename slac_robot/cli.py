@@ -714,12 +714,15 @@ def plot_results(cfg: DictConfig) -> int:
         if match is None:
             continue
         setting, agent = eval_csv.parent.parent.name, match[1]
+        if cfg.agents is not None and agent not in cfg.agents:
+            continue
         curves.setdefault(setting, {}).setdefault(agent, []).append(read_eval_curve(eval_csv))
         goals = read_per_goal(eval_csv, last_evaluations)
         if goals:
             per_goal.setdefault(setting, {}).setdefault(agent, []).append(goals)
     if not curves:
-        print(f"slac-robot plot-results: no <setting>/<agent>_s<seed>/eval.csv under {root}", file=sys.stderr)
+        chosen = f" of agents {list(cfg.agents)}" if cfg.agents is not None else ""
+        print(f"slac-robot plot-results: no <setting>/<agent>_s<seed>/eval.csv{chosen} under {root}", file=sys.stderr)
         return 1
     out = pathlib.Path(str(cfg.out)) if cfg.out else root / "comparison.png"
     plot_comparison(curves, out)

@@ -164,6 +164,11 @@ def test_plot_results_draws_every_setting_from_the_runs_eval_csvs(tmp_path, caps
     assert "4 runs in 2 goal settings" in capsys.readouterr().out
     assert (tmp_path / "comparison.png").read_bytes()[:4] == b"\x89PNG"
     assert not (tmp_path / "comparison_per_goal.csv").exists()  # no run recorded its goals
+    # agents=[...] draws only those (an ablation's runs kept beside the comparison's)
+    assert main(["plot-results", f"root={tmp_path}", "agents=[slac_cpu]", f"out={tmp_path / 'slac.png'}"]) == 0
+    assert "2 runs in 1 goal settings" in capsys.readouterr().out
+    assert main(["plot-results", f"root={tmp_path}", "agents=[drqv2]"]) == 1
+    assert "of agents ['drqv2']" in capsys.readouterr().err
 
 
 def test_plot_results_pools_per_goal_success_over_seeds_and_bins_random_goals(tmp_path, capsys):
