@@ -432,3 +432,27 @@ def test_the_learner_stores_a_resent_episode_once_even_after_a_restart(tmp_path)
     assert len(list((tmp_path / "replay").glob("episode_*.npz"))) == 2
     with open(tmp_path / "train_episodes.csv") as f:
         assert [row["robot"] for row in csv.DictReader(f)] == ["claw_a", "claw_b"]
+
+
+def test_an_outbox_file_the_learner_refuses_is_set_aside_and_the_robot_goes_on(tmp_path):
+    # An episode in robot0's outbox stamped as another robot's (a folder copied between robot
+    # computers): the learner refuses it, the actor moves it to outbox/corrupt/ (never deleting
+    # it) and every episode of its own still reaches the learner.
+    import numpy as np
+
+    from slac_robot.agent.replay import Episode, episode_bytes, place_episode_file
+
+    out_dir = tmp_path / "run"
+    box = out_dir / "actors" / "robot0" / "outbox"
+    box.mkdir(parents=True)
+    stranger = Episode(images=np.zeros((3, 64, 64, 3), np.uint8), extras={}, actions=np.zeros((2, 9), np.float32),
+                       rewards=np.zeros(2, np.float32), terminated=False, truncated=True, robot="claw_x",
+                       robot_episode=0)
+    place_episode_file(box, 0, 2, episode_bytes(stranger))
+    process = start(out_dir, {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}, "schedule.total_env_steps=50")
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err
+    assert [p.name for p in (box / "corrupt").iterdir()] == ["episode_00000000_2.npz"]
+    assert "not sent (the learner refused it" in (out_dir / "actors" / "robot0" / "actor.log").read_text()
+    assert replay_origins(out_dir) == {"robot0": [1, 2, 3, 4, 5]}  # its own five, after the stranger's index
+    assert outbox(out_dir, "robot0") == []

@@ -395,10 +395,13 @@ class LearnerLink:
 
     learner: the LearnerService's handle; robot: this robot's name; outbox: its episode folder;
     ack_timeout_s: how long a send or a call may take before the learner counts as lost;
-    poll_s: how often the sender looks at the outbox."""
+    poll_s: how often the sender looks at the outbox; say: where a file set aside is reported
+    (the actor's log)."""
 
-    def __init__(self, learner, robot: str, outbox: pathlib.Path, ack_timeout_s: float, poll_s: float):
+    def __init__(self, learner, robot: str, outbox: pathlib.Path, ack_timeout_s: float, poll_s: float,
+                 say=print):
         self.learner, self.robot, self.outbox = learner, robot, pathlib.Path(outbox)
+        self.say = say
         self.ack_timeout_s, self.poll_s = ack_timeout_s, poll_s
         self._stop = threading.Event()
         self._lost: str | None = None
@@ -479,13 +482,11 @@ class LearnerLink:
             self._stop.wait(self.poll_s)
 
     def _set_aside(self, path: pathlib.Path, reason: str) -> None:
-        """Moves an outbox file nobody can read to outbox/corrupt/ (never deletes it), with a warning."""
-        import warnings
-
+        """Moves an outbox file that cannot be sent to outbox/corrupt/ (never deletes it) and says so."""
         corrupt = self.outbox / "corrupt"
         corrupt.mkdir(exist_ok=True)
         os.replace(path, corrupt / path.name)
-        warnings.warn(f"{self.robot}: episode file {path} not sent ({reason}); moved to {corrupt / path.name}")
+        self.say(f"actor {self.robot}: episode file {path} not sent ({reason}); moved to {corrupt / path.name}")
 
     def _send(self, path: pathlib.Path) -> None:
         import ray
@@ -638,7 +639,8 @@ class RobotService:
             outbox = self.dir / OUTBOX
             held, held_steps = recorded_episodes(outbox)
             outbox_writer = OutboxWriter(outbox, self.robot, counts["next_index"], env)
-            link = LearnerLink(learner, self.robot, outbox, float(session.ray.ack_timeout_s), float(session.poll_s))
+            link = LearnerLink(learner, self.robot, outbox, float(session.ray.ack_timeout_s), float(session.poll_s),
+                               say=self.say)
             link.incarnation = counts["incarnation"]
             self.link = link
             link.start()
