@@ -104,10 +104,13 @@ def _trained_policy(cfg: DictConfig, env, paths: list[pathlib.Path]):
 
 def _run_rollout(cfg: DictConfig, command: str, make_policy) -> int:
     """Runs cfg.episodes episodes of make_policy(env) with metrics, videos and a plot (rollout, eval)."""
-    from slac_robot.backends import make_env
+    from slac_robot.backends import make_env, task_kind
     from slac_robot.runtime.rollout import run_episodes
     from slac_robot.runtime.stop import Interrupted, StopSignal
 
+    if task_kind(cfg.task) != "valve_turn":  # its metrics, plot and reset are the valve's
+        raise ConfigError(f"slac-robot {command} runs the valve (task=fixed, three_goal or random); a PointReach "
+                          "run's evaluations are in its eval.csv and videos/")
     episodes = require_int("episodes", cfg.episodes)
     require_int("seed", cfg.seed, minimum=0)
     require_int("video.agent_scale", cfg.video.agent_scale)

@@ -238,6 +238,7 @@ def test_a_stop_signal_keeps_finished_episodes_playable_videos_and_the_plot(tmp_
         (["rollout", "task.reward=null"], ["task.reward"]),
         (["rollout", "task.episode_steps=-3"], ["task.episode_steps", "-3"]),
         (["rollout", "task.episode_steps=2.5"], ["task.episode_steps"]),
+        (["rollout", "task=point_reach"], ["runs the valve", "eval.csv"]),
         (["rollout", "task.goal_setting=bogus"], ["bogus", "fixed", "three_goal", "random"]),
         (["rollout", "episodes=0"], ["episodes"]),
         (["rollout", "episodes=true"], ["episodes"]),
