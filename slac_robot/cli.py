@@ -161,7 +161,7 @@ def train(cfg: DictConfig, overrides: list[str] | None = None) -> int:
     Every value is checked before the run directory is made or locked, and the lock
     (runtime/run_lock.py) is taken before anything moves: one session per run directory.
     overrides: the command line as typed (a resumed run changes only what it names)."""
-    from slac_robot.backends import agent_config, check_env_config, resolve_device
+    from slac_robot.backends import agent_config, check_env_config, resolve_device, task_kind
     from slac_robot.runtime.run_lock import RunLock
     from slac_robot.runtime.train import Schedule
 
@@ -200,6 +200,10 @@ def train(cfg: DictConfig, overrides: list[str] | None = None) -> int:
     else:
         device = resolve_device(str(cfg.device))
     check_env_config(cfg)
+    if task_kind(cfg.task) == "point_reach" and session.learner != "inline":
+        # no clock: an actor that is not paced would outrun its learner's weights many times over
+        raise ConfigError(f"task=point_reach has no control rate for a session.learner={session.learner} to "
+                          "keep; train it with session.learner=inline")
     agent_config(cfg.agent, (cfg.camera.height_px, cfg.camera.width_px, 3))
     if run_dir is None:
         run_dir = _run_dir(cfg, "train")

@@ -157,6 +157,7 @@ def test_sigint_writes_a_checkpoint_keeps_finished_episodes_and_the_run_resumes(
         (["session.after_trip=ignore"], ["session.after_trip", "reset"]),
         (["session.actor_rt_priority=120"], ["session.actor_rt_priority", "1-99"]),
         (["task.kind=maze"], ["task.kind", "point_reach"]),
+        (["task=point_reach", "session.learner=process"], ["no control rate", "session.learner=inline"]),
         (["task=point_reach", "task.goal_setting=moving"], ["point_reach.goal_setting", "fixed, random"]),
         (["task=point_reach", "camera.width_px=48"], ["square", "camera.height_px=64"]),
         (["task=point_reach", "+task.gravity=9.81"], ["gravity", "PointReachEnv"]),
