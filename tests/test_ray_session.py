@@ -172,7 +172,8 @@ def test_two_simulated_claws_on_a_local_ray_instance_every_episode_reaches_the_l
     # No address: the session starts its own local Ray instance (the README's one-machine command).
     out_dir = tmp_path / "run"
     process = start(out_dir, {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
-                    "session.actors=2", "schedule.total_env_steps=100")
+                    "session.actors=2", "schedule.total_env_steps=100", "schedule.eval_every_episodes=2",
+                    "schedule.eval_episodes=1")
     out, err = process.communicate(timeout=600)
     assert process.returncode == 0, err
     assert "100 environment steps, 10 episodes from 2 robots" in out
@@ -198,6 +199,11 @@ def test_two_simulated_claws_on_a_local_ray_instance_every_episode_reaches_the_l
         used = [int(r["policy_sac_updates"]) for r in csv.DictReader(f)]
     assert used[-1] > 0  # the policy published through Ray reached the actor
     assert (out_dir / "policy.pt").is_file() and sorted((out_dir / "checkpoints").glob("*.pt"))
+    # the learner's probe scores the first claw's evaluation episodes (on this machine's disk)
+    assert (out_dir / "actors" / "robot0" / "eval.csv").is_file()
+    with open(out_dir / "probe.csv") as f:
+        probes = list(csv.DictReader(f))
+    assert probes and 0.0 <= float(probes[-1]["valve_error_rad"]) <= math.pi
 
 
 def test_an_actor_killed_hard_rejoins_and_no_episode_is_lost(tmp_path, cluster):

@@ -115,8 +115,10 @@ class Learner:
     publish_every_updates: publish the policy after this many SAC updates.
     checkpoint_every_updates: write a checkpoint after this many SAC updates (and when stopping).
     log_every_updates: TensorBoard scalars every this many SAC updates.
-    heldout_steps: steps of the newest evaluation episodes (<run>/eval_replay, written by the
+    heldout_steps: steps of the newest evaluation episodes (in heldout_dir, written by the
         actor) that the probe scores at each checkpoint (agent/probe.py); 0: no probe.
+    heldout_dir: where those episodes are; None: <run>/eval_replay (a Ray session: the first
+        robot's, <run>/actors/<robot>/eval_replay, where the learner's disk holds it).
     publish: how a policy reaches the actors, called with (agent, recorded env steps); default:
         publish_policy, the <run>/policy.pt file (a Ray session adds its object store).
     """
@@ -134,9 +136,11 @@ class Learner:
         fps: float,
         heldout_steps: int = 0,
         publish: Callable[[Agent, int], None] | None = None,
+        heldout_dir: pathlib.Path | None = None,
     ):
         self.agent, self.replay, self.schedule = agent, replay, schedule
         self.run_dir = pathlib.Path(run_dir)
+        self.heldout_dir = pathlib.Path(heldout_dir) if heldout_dir is not None else self.run_dir / "eval_replay"
         self.publish = publish or (lambda agent, env_steps: publish_policy(self.run_dir, agent, env_steps))
         self.rng = np.random.default_rng(seed)
         self.publish_every_updates = publish_every_updates
@@ -282,9 +286,9 @@ class Learner:
     def _probe(self) -> None:
         """The linear probe on the newest evaluation episodes: TensorBoard and <run>/probe.csv."""
         steps = self.replay.total_steps
-        if not (self.run_dir / "eval_replay").is_dir():
+        if not self.heldout_dir.is_dir():
             return
-        errors = heldout_probe(self.agent, self.replay, self.run_dir / "eval_replay", self.heldout_steps,
+        errors = heldout_probe(self.agent, self.replay, self.heldout_dir, self.heldout_steps,
                                np.random.default_rng(steps))
         for name, value in errors.items():
             self.writer.add_scalar(name, value, steps)
@@ -303,10 +307,12 @@ class Learner:
 
 
 def build_learner(run_dir: pathlib.Path, conf, observation_space, action_space, fps: float, device: torch.device,
-                  publish: Callable[[Agent, int], None] | None = None) -> Learner:
+                  publish: Callable[[Agent, int], None] | None = None,
+                  heldout_dir: pathlib.Path | None = None) -> Learner:
     """The Learner of a session from its config (an OmegaConf DictConfig of `slac-robot train`):
     its agent on `device`, its replay on <run>/replay, its schedule and session settings. Nothing
-    is restored yet (Learner.restore). The spaces are the actor's env's; fps: its control rate."""
+    is restored yet (Learner.restore). The spaces are the actor's env's; fps: its control rate;
+    publish, heldout_dir: as Learner's."""
     from types import SimpleNamespace
 
     from slac_robot.backends import make_agent, make_replay
@@ -324,6 +330,7 @@ def build_learner(run_dir: pathlib.Path, conf, observation_space, action_space, 
         fps=fps,
         heldout_steps=int(conf.schedule.eval_episodes) * int(conf.task.episode_steps),
         publish=publish,
+        heldout_dir=heldout_dir,
     )
 
 

@@ -261,8 +261,11 @@ class LearnerService:
         threads = int(session.learner_threads) or max(1, (os.cpu_count() or 2) - actors_here * int(session.actor_threads))
         torch.set_num_threads(threads)
         device = resolve_device(str(self.conf.device))
+        # The probe scores the first robot's evaluation episodes: on the learner's disk when the
+        # robot's actor runs on the same machine or the run directory is shared (NFS); else none.
+        heldout_dir = self.run_dir / ACTORS_DIR / robot_names(session)[0] / "eval_replay"
         learner = build_learner(self.run_dir, self.conf, observation_space, action_space, fps, device,
-                                publish=self._publish)
+                                publish=self._publish, heldout_dir=heldout_dir)
         self._spaces = (observation_space, action_space)
         restored = learner.restore()
         self.learner = learner
