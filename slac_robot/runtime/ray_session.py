@@ -307,7 +307,8 @@ class LearnerService:
         """Stores one episode file's bytes (agent/replay.episode_bytes) from robot's actor into
         <run>/replay/, crash-safe; returns True once it is durable (False: it was already held,
         a resend). The learner's train_episodes.csv gets one row and TensorBoard the robot's
-        return, trips and control-loop jitter. A failed write raises (the actor keeps the episode and sends it again)."""
+        return, trips and control-loop jitter. A failed write raises (the actor keeps the
+        episode and sends it again)."""
         from slac_robot.runtime.train import append_csv_row
 
         with self._lock:
@@ -770,8 +771,8 @@ class OutboxWriter(BackgroundEpisodeWriter):
     disk); a file's index in its name is the robot's episode index.
 
     Each episode also carries how well the control loop kept its rate since the previous one
-    (the episode and the reset before it: p99 |period error| and overruns), when env's clock is
-    a RateKeeper, so that the learner can show every robot's jitter.
+    was written (the episode, and the reset and any evaluation before it: p99 |period error| and
+    overruns), when env's clock is a RateKeeper, so that the learner can show every robot's jitter.
 
     outbox: the folder; robot: the name; next_index: the learner's next index for this robot
     (the outbox's own files count too); env: its spaces give the shapes, its clock the jitter."""
