@@ -74,4 +74,4 @@ def test_installed_wheel_composes_its_configs_outside_the_repository(wheel, tmp_
         [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=True
     ).stdout.splitlines()
     assert out[0].startswith(str(target))
-    assert out[1] == "three_goal ['fixed', 'random', 'three_goal']"
+    assert out[1] == "three_goal ['fixed', 'point_reach', 'random', 'three_goal']"
