@@ -105,7 +105,7 @@ class RateKeeper:
 
     def jitter(self) -> JitterStats:
         """|period error| statistics over the recorded ticks (the newest `history` of them)."""
-        errors_ms = np.abs(self._errors_s[: min(self._recorded, len(self._errors_s))]) * 1e3
+        errors_ms = self.recent_period_errors_ms(len(self._errors_s))
         late = tuple(self._late_ticks)
         if errors_ms.size == 0:
             return JitterStats(0, self.overruns, 0.0, 0.0, 0.0, late)

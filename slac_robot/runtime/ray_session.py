@@ -621,7 +621,7 @@ class RobotService:
 
         from slac_robot.agent.replay import recorded_episodes
         from slac_robot.backends import make_agent, make_env
-        from slac_robot.runtime.clock import RateKeeper, set_real_time_priority, write_control_loop_report
+        from slac_robot.runtime.clock import set_real_time_priority, write_control_loop_report
         from slac_robot.runtime.stop import Interrupted
         from slac_robot.runtime.train import Schedule, SessionHalted, Trainer, TripPolicy
         from slac_robot.safety import EventLog, ResetFailed
@@ -642,7 +642,7 @@ class RobotService:
             counts = self._attach(learner, env)
             outbox = self.dir / OUTBOX
             held, held_steps = recorded_episodes(outbox)
-            outbox_writer = OutboxWriter(outbox, self.robot, counts["next_index"], env)
+            outbox_writer = OutboxWriter(outbox, self.robot, counts["next_index"], env, rate_keeper)
             link = LearnerLink(learner, self.robot, outbox, float(session.ray.ack_timeout_s), float(session.poll_s),
                                say=self.say)
             link.incarnation = counts["incarnation"]
@@ -772,19 +772,19 @@ class OutboxWriter(BackgroundEpisodeWriter):
 
     Each episode also carries how well the control loop kept its rate since the previous one
     was written (the episode, and the reset and any evaluation before it: p99 |period error| and
-    overruns), when env's clock is a RateKeeper, so that the learner can show every robot's jitter.
+    overruns), when its loop is paced, so that the learner can show every robot's jitter.
 
     outbox: the folder; robot: the name; next_index: the learner's next index for this robot
-    (the outbox's own files count too); env: its spaces give the shapes, its clock the jitter."""
+    (the outbox's own files count too); env: its spaces give the shapes; rate_keeper: the
+    control loop's, or None when it is not paced (no jitter is stamped)."""
 
-    def __init__(self, outbox: pathlib.Path, robot: str, next_index: int, env):
+    def __init__(self, outbox: pathlib.Path, robot: str, next_index: int, env, rate_keeper: RateKeeper | None):
         super().__init__(outbox, env.action_space.shape[0], env.observation_space["image"].shape,
                          vector_dims(env.observation_space))
         self.robot = robot
         held = [index for index, _, _ in _list_episode_files(self.directory)]
         self.next_index = max([next_index, *(i + 1 for i in held)])
-        clock = getattr(env, "clock", None)
-        self.rate_keeper = clock if isinstance(clock, RateKeeper) else None
+        self.rate_keeper = rate_keeper
         self._ticks_seen = self._overruns_seen = 0
 
     def _write(self, episode: Episode):
