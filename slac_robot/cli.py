@@ -708,14 +708,17 @@ def plot_results(cfg: DictConfig) -> int:
     """Draws the comparison figure of the runs under cfg.root (<setting>/<agent>_s<seed>/eval.csv)."""
     import re
 
-    from slac_robot.runtime.plots import per_goal_table, plot_comparison, plot_per_goal, read_eval_curve, read_per_goal
+    from slac_robot.runtime.plots import (per_goal_table, plot_binned_success, plot_comparison, read_eval_curve,
+                                          read_per_goal, read_start_errors, start_error_table)
     from slac_robot.storage import write_atomically
 
     root = pathlib.Path(str(cfg.root))
     last_evaluations = require_int("per_goal.last_evaluations", cfg.per_goal.last_evaluations, minimum=1)
     bin_width_rad = require_positive("per_goal.bin_width_rad", cfg.per_goal.bin_width_rad)
+    start_bin_width_rad = require_positive("by_start_error.bin_width_rad", cfg.by_start_error.bin_width_rad)
     curves: dict[str, dict[str, list]] = {}
     per_goal: dict[str, dict[str, list]] = {}
+    start_errors: dict[str, dict[str, list]] = {}
     for eval_csv in sorted(root.glob("*/*/eval.csv")):
         match = re.fullmatch(r"(.+)_s(\d+)", eval_csv.parent.name)
         if match is None:
@@ -727,6 +730,10 @@ def plot_results(cfg: DictConfig) -> int:
         goals = read_per_goal(eval_csv, last_evaluations)
         if goals:
             per_goal.setdefault(setting, {}).setdefault(agent, []).append(goals)
+        episodes_csv = eval_csv.with_name("eval_episodes.csv")
+        starts = read_start_errors(episodes_csv, last_evaluations) if episodes_csv.is_file() else []
+        if starts:
+            start_errors.setdefault(setting, {}).setdefault(agent, []).append(starts)
     if not curves:
         chosen = f" of agents {list(cfg.agents)}" if cfg.agents is not None else ""
         print(f"slac-robot plot-results: no <setting>/<agent>_s<seed>/eval.csv{chosen} under {root}", file=sys.stderr)
@@ -738,11 +745,22 @@ def plot_results(cfg: DictConfig) -> int:
     rows = per_goal_table(per_goal, bin_width_rad, set(cfg.per_goal.binned_settings))
     if rows:
         table = out.with_name(out.stem + "_per_goal.csv")
-        text = ",".join(rows[0]) + "\n" + "".join(",".join(str(v) for v in row.values()) + "\n" for row in rows)
-        write_atomically(table, text.encode())
-        plot_per_goal(rows, out.with_name(out.stem + "_per_goal.png"))
+        write_atomically(table, _csv_table(rows).encode())
+        plot_binned_success(rows, out.with_name(out.stem + "_per_goal.png"))
         print(f"success per goal over each run's last {last_evaluations} evaluations: {table} and its figure")
+    rows = start_error_table(start_errors, start_bin_width_rad)
+    if rows:
+        table = out.with_name(out.stem + "_by_start_error.csv")
+        write_atomically(table, _csv_table(rows).encode())
+        plot_binned_success(rows, out.with_name(out.stem + "_by_start_error.png"), "start_error_low_rad",
+                            "start_error_high_rad", "|valve - goal| at the start (rad)")
+        print(f"success by the valve's start error over the same evaluations: {table} and its figure")
     return 0
+
+
+def _csv_table(rows: list[dict[str, object]]) -> str:
+    """rows (dicts with the same keys) as CSV text, with a header."""
+    return ",".join(rows[0]) + "\n" + "".join(",".join(str(v) for v in row.values()) + "\n" for row in rows)
 
 
 def sweep(cfg: DictConfig) -> int:

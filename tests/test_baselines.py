@@ -194,8 +194,38 @@ def test_plot_results_pools_per_goal_success_over_seeds_and_bins_random_goals(tm
     assert (tmp_path / "comparison_per_goal.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["plot-results", f"root={tmp_path}", "per_goal.last_evaluations=0"]) == 2
     assert "per_goal.last_evaluations" in capsys.readouterr().err
+    assert not (tmp_path / "comparison_by_start_error.csv").exists()  # no run wrote eval_episodes.csv
     # A run resumed across the change: its older entries count as many episodes as its newer ones.
     straddling = tmp_path / "straddling.csv"
     straddling.write_text(header + "1000,25,0.3,0,+1.57:0.300/0.5\n2000,50,0.5,0,+1.57:0.500/0.4/10\n")
     assert read_per_goal(straddling, last_evaluations=2) == {1.57: (8, 20)}
     assert read_per_goal(straddling, last_evaluations=1) == {1.57: (5, 10)}
+
+
+def test_plot_results_tabulates_success_by_the_valves_start_error_over_the_last_evaluations(tmp_path, capsys):
+    header = "env_steps,episodes,success_rate,mean_return,per_goal\n"
+    episodes_header = "env_steps,seed,goal,start_error_rad,final_error_rad,success,return,steps,trip\n"
+    for seed, outcomes in enumerate([[(0.2, 1), (1.2, 1), (2.9, 0)], [(0.4, 1), (1.0, 0), (3.1, 1)]]):
+        run = tmp_path / "fixed" / f"slac_cpu_s{seed}"
+        run.mkdir(parents=True)
+        (run / "eval.csv").write_text(header + "1000,25,0,-300,+1.57:0.000/2.0/3\n2000,50,0.6,0,+1.57:0.667/0.5/3\n")
+        old = "".join(f"1000,{i},+1.57,0.1,2.0,0,-300,40,\n" for i in range(3))  # outside the last evaluation
+        new = "".join(f"2000,{i},+1.57,{start},0.05,{ok},100,40,\n" for i, (start, ok) in enumerate(outcomes))
+        (run / "eval_episodes.csv").write_text(episodes_header + old + new)
+    point_reach = tmp_path / "point_reach" / "sac_state_s0"  # no valve: no start error to tabulate
+    point_reach.mkdir(parents=True)
+    (point_reach / "eval.csv").write_text(header + "1000,25,1,0,all:1.000/0.0/1\n")
+    (point_reach / "eval_episodes.csv").write_text(
+        "env_steps,seed,goal,start_distance,final_distance,success,return,steps,trip\n1000,0,all,0.5,0.01,1,3,20,\n")
+    assert main(["plot-results", f"root={tmp_path}", "per_goal.last_evaluations=1",
+                 "by_start_error.bin_width_rad=1.0"]) == 0
+    assert "by the valve's start error" in capsys.readouterr().out
+    rows = (tmp_path / "comparison_by_start_error.csv").read_text().splitlines()
+    assert rows == ["setting,agent,start_error_low_rad,start_error_high_rad,episodes,success_rate",
+                    "fixed,slac_cpu,0.0,1.0,2,1.0",      # 0.2 and 0.4
+                    "fixed,slac_cpu,1.0,2.0,2,0.5",      # 1.2 of seed 0 yes, 1.0 of seed 1 no
+                    "fixed,slac_cpu,2.0,3.0,1,0.0",      # 2.9
+                    "fixed,slac_cpu,3.0,4.0,1,1.0"]      # 3.1
+    assert (tmp_path / "comparison_by_start_error.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["plot-results", f"root={tmp_path}", "by_start_error.bin_width_rad=0"]) == 2
+    assert "by_start_error.bin_width_rad" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import subprocess
@@ -75,6 +76,24 @@ def test_a_run_logs_tensorboard_scalars_and_evaluations(run):
     assert "model/sequences" in events.Tags()["images"]
     rows = (run / "eval.csv").read_text().splitlines()
     assert rows[0].startswith("env_steps,episodes,success_rate") and len(rows) == 1 + 2  # after episodes 2, 4
+
+
+def test_each_evaluation_episode_has_a_row_with_its_start_and_final_error(run):
+    with open(run / "eval_episodes.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["env_steps"], r["seed"]) for r in rows] == [("20", "0"), ("40", "0")]
+    recorded = sorted((run / "eval_replay").glob("episode_*.npz"))
+    assert len(recorded) == len(rows)
+    for row, path in zip(rows, recorded):  # the row tells what the recorded episode shows
+        with np.load(path) as episode:
+            valve, goal = (np.arctan2(episode[k][:, 1], episode[k][:, 0]) for k in ("obs_valve", "obs_goal"))
+            episode_return = float(episode["reward"].sum())
+        error_rad = np.abs(np.angle(np.exp(1j * (goal - valve))))
+        assert float(row["start_error_rad"]) == pytest.approx(error_rad[0], abs=1e-3)
+        assert float(row["final_error_rad"]) == pytest.approx(error_rad[-1], abs=1e-3)
+        assert row["success"] == str(int(error_rad[-1] < 0.1))
+        assert float(row["return"]) == pytest.approx(episode_return, abs=1e-2)
+        assert (row["goal"], row["steps"], row["trip"]) == ("+1.57", str(EPISODE_STEPS), "")
 
 
 def test_a_run_writes_evaluation_and_model_videos(run):

@@ -106,21 +106,21 @@ def read_per_goal(eval_csv: pathlib.Path, last_evaluations: int) -> dict[float, 
     return {goal: (successes, int(episodes)) for goal, (successes, episodes) in sorted(totals.items())}
 
 
-def goal_bins(goals_rad: list[float], bin_width_rad: float | None) -> list[tuple[float, float]]:
-    """The goal bins of a setting: bins of bin_width_rad (goals drawn from an interval), or one bin
-    per goal where bin_width_rad is None (a fixed goal, three goals)."""
-    distinct = sorted(set(goals_rad))
-    if bin_width_rad is None:
+def value_bins(values: list[float], bin_width: float | None) -> list[tuple[float, float]]:
+    """Bins of bin_width covering the values (goals drawn from an interval, start errors), or one
+    bin per distinct value where bin_width is None (a fixed goal, three goals)."""
+    distinct = sorted(set(values))
+    if bin_width is None:
         return [(g, g) for g in distinct]
-    low = math.floor(min(distinct) / bin_width_rad) * bin_width_rad
-    edges = np.arange(low, max(distinct) + bin_width_rad, bin_width_rad)
+    low = math.floor(min(distinct) / bin_width) * bin_width
+    edges = np.arange(low, max(distinct) + bin_width, bin_width)
     return [(float(a), float(b)) for a, b in zip(edges[:-1], edges[1:])]
 
 
-def _bin_index(goal_rad: float, bins: list[tuple[float, float]]) -> int:
-    """The bin holding goal_rad: its own for a one-goal bin, else [low, high), the last one closed."""
+def _bin_index(value: float, bins: list[tuple[float, float]]) -> int:
+    """The bin holding value: its own for a one-value bin, else [low, high), the last one closed."""
     for index, (low, high) in enumerate(bins):
-        if low == high == goal_rad or low <= goal_rad < high:
+        if low == high == value or low <= value < high:
             return index
     return len(bins) - 1
 
@@ -133,7 +133,7 @@ def per_goal_table(per_goal: dict[str, dict[str, list[dict[float, tuple[float, i
     rows: list[dict[str, object]] = []
     for setting, agents in per_goal.items():
         goals = [g for seeds in agents.values() for run in seeds for g in run]
-        bins = goal_bins(goals, bin_width_rad if setting in binned_settings else None)
+        bins = value_bins(goals, bin_width_rad if setting in binned_settings else None)
         for index, (low, high) in enumerate(bins):
             for agent, seeds in sorted(agents.items()):
                 inside = [(s, n) for run in seeds for g, (s, n) in run.items()
@@ -146,20 +146,54 @@ def per_goal_table(per_goal: dict[str, dict[str, list[dict[float, tuple[float, i
     return rows
 
 
-def plot_per_goal(rows: list[dict[str, object]], path: pathlib.Path) -> None:
-    """Bars of the per-goal success (per_goal_table's rows): one panel per goal setting, one bar
-    per agent and goal bin, each labelled with its number of episodes."""
+def read_start_errors(eval_episodes_csv: pathlib.Path, last_evaluations: int) -> list[tuple[float, bool]]:
+    """(|valve - goal| at the start in rad, success) of every episode in the last evaluations of
+    one run's eval_episodes.csv; [] for a task without a valve (PointReach)."""
+    import csv
+
+    with open(eval_episodes_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or "start_error_rad" not in rows[0]:
+        return []
+    kept = set(list(dict.fromkeys(r["env_steps"] for r in rows))[-last_evaluations:])
+    return [(float(r["start_error_rad"]), r["success"] == "1") for r in rows
+            if r["env_steps"] in kept and r["start_error_rad"] not in ("", "nan")]
+
+
+def start_error_table(start_errors: dict[str, dict[str, list[list[tuple[float, bool]]]]],
+                      bin_width_rad: float) -> list[dict[str, object]]:
+    """Rows (setting, agent, start error bin, episodes, success rate): evaluation success by how
+    far the valve started from its goal, pooled over seeds. start_errors: setting -> agent -> one
+    read_start_errors result per seed."""
+    rows: list[dict[str, object]] = []
+    for setting, agents in start_errors.items():
+        bins = value_bins([0.0] + [e for seeds in agents.values() for run in seeds for e, _ in run], bin_width_rad)
+        for index, (low, high) in enumerate(bins):
+            for agent, seeds in sorted(agents.items()):
+                inside = [ok for run in seeds for e, ok in run if _bin_index(e, bins) == index]
+                if inside:
+                    rows.append({"setting": setting, "agent": agent, "start_error_low_rad": round(low, 3),
+                                 "start_error_high_rad": round(high, 3), "episodes": len(inside),
+                                 "success_rate": round(sum(inside) / len(inside), 3)})
+    return rows
+
+
+def plot_binned_success(rows: list[dict[str, object]], path: pathlib.Path, low_key: str = "goal_low_rad",
+                        high_key: str = "goal_high_rad", xlabel: str = "goal (rad)") -> None:
+    """Bars of the success per bin (per_goal_table's or start_error_table's rows): one panel per
+    goal setting, one bar per agent and bin (rows[low_key], rows[high_key]), each labelled with
+    its number of episodes."""
     settings = list(dict.fromkeys(str(r["setting"]) for r in rows))
     figure, axes = plt.subplots(1, len(settings), figsize=(4.5 * len(settings), 3.2), dpi=100, squeeze=False)
     for column, setting in enumerate(settings):
         ax = axes[0, column]
         mine = [r for r in rows if r["setting"] == setting]
-        bins = list(dict.fromkeys((r["goal_low_rad"], r["goal_high_rad"]) for r in mine))
+        bins = list(dict.fromkeys((r[low_key], r[high_key]) for r in mine))
         agents = sorted({str(r["agent"]) for r in mine})
         width = 0.8 / len(agents)
         for k, agent in enumerate(agents):
             for r in (r for r in mine if r["agent"] == agent):
-                x = bins.index((r["goal_low_rad"], r["goal_high_rad"])) + (k - (len(agents) - 1) / 2) * width
+                x = bins.index((r[low_key], r[high_key])) + (k - (len(agents) - 1) / 2) * width
                 bar = ax.bar(x, r["success_rate"], width, color=f"C{k}", label=agent)
                 ax.bar_label(bar, labels=[f"n={r['episodes']}"], fontsize=6)
         ax.set_xticks(range(len(bins)), [f"{a:+.2f}" if a == b else f"[{a:+.2f},{b:+.2f})" for a, b in bins],
@@ -169,7 +203,7 @@ def plot_per_goal(rows: list[dict[str, object]], path: pathlib.Path) -> None:
         ax.legend(unique.values(), unique.keys(), fontsize=7, loc="upper left")
         ax.set_ylim(0, 1.15)
         ax.set_title(f"task={setting}")
-        ax.set_xlabel("goal (rad)")
+        ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3, axis="y")
     axes[0, 0].set_ylabel("evaluation success rate")
     figure.tight_layout()

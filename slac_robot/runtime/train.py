@@ -128,6 +128,40 @@ class EvalResult:
 
 
 @dataclass(frozen=True)
+class EvalEpisode:
+    """One evaluation episode. goal: goal_rad rounded ("all" without goals); error_name: the
+    task's error in info, "error_rad" (valve) or "distance" (PointReach); start_error and
+    final_error: its value after the reset and at the end (NaN where the task has none);
+    trip: the fault's kind where a safety trip ended it, else ""."""
+
+    seed: int
+    goal: str
+    success: float
+    error_name: str
+    start_error: float
+    final_error: float
+    episode_return: float
+    steps: int
+    trip: str = ""
+
+    def row(self, env_steps: int) -> dict[str, Any]:
+        """This episode's row of eval_episodes.csv."""
+        return {"env_steps": env_steps, "seed": self.seed, "goal": self.goal,
+                f"start_{self.error_name}": round(self.start_error, 4),
+                f"final_{self.error_name}": round(self.final_error, 4),
+                "success": int(self.success), "return": round(self.episode_return, 3),
+                "steps": self.steps, "trip": self.trip}
+
+
+def task_error(info: dict[str, Any]) -> tuple[str, float]:
+    """The task's error in an env info: ("error_rad", |valve - goal|) or ("distance", ...)."""
+    for name in ("error_rad", "distance"):
+        if name in info:
+            return name, abs(float(info[name]))
+    return "error", float("nan")
+
+
+@dataclass(frozen=True)
 class TripPolicy:
     """What the session does after the safety layer tripped (configs/train.yaml, session section).
 
@@ -162,6 +196,8 @@ class Trainer:
     tensorboard/     scalars (losses, KL, alpha, entropy, Q, returns, success), model images
     videos/          evaluation episodes; the model's reconstructions and predictions
     train_episodes.csv, eval.csv   one row per training episode / evaluation
+    eval_episodes.csv   one row per evaluation episode: its seed, goal, error at the start and
+                     the end, success, return, and the trip that ended it (which starts fail)
 
     learner: None (updates inline) or a LearnerProcess (runtime/learner.py).
     trip_policy: what to do after a safety trip (TripPolicy). rate_keeper: the env's RateKeeper,
@@ -448,19 +484,20 @@ class Trainer:
         returns, eval_steps = [], 0
         video_dir = self.run_dir / "videos"
         video_dir.mkdir(parents=True, exist_ok=True)
-        for episode in range(self.schedule.eval_episodes):
+        for seed in range(self.schedule.eval_episodes):
             video = None
-            if episode == 0:
+            if seed == 0:
                 video = VideoWriter(video_dir / f"eval_{p.env_steps:09d}.mp4", self.fps, self.video_scale)
             try:
-                goal, success, error, episode_return, steps = self._eval_episode(seed=episode, video=video)
+                episode = self._eval_episode(seed=seed, video=video)
             finally:
                 if video is not None:
                     video.close()
-            successes[goal].append(success)
-            errors[goal].append(error)
-            returns.append(episode_return)
-            eval_steps += steps
+            successes[episode.goal].append(episode.success)
+            errors[episode.goal].append(episode.final_error)
+            returns.append(episode.episode_return)
+            eval_steps += episode.steps
+            self._write_row("eval_episodes.csv", episode.row(p.env_steps))
         result = EvalResult(
             env_steps=p.env_steps,
             success_rate={g: float(np.mean(v)) for g, v in successes.items()},
@@ -500,20 +537,20 @@ class Trainer:
         return heldout_probe(self.agent, self.replay, self.run_dir / "eval_replay", heldout_steps,
                              np.random.default_rng(self.progress.env_steps))
 
-    def _eval_episode(self, seed: int, video: VideoWriter | None) -> tuple[str, float, float, float, int]:
-        """One episode of the deterministic policy, recorded in eval_replay/: (goal, success,
-        final |error|, return, steps)."""
+    def _eval_episode(self, seed: int, video: VideoWriter | None) -> EvalEpisode:
+        """One episode of the deterministic policy, recorded in eval_replay/."""
         try:
             return self._run_eval_episode(seed, video)
         except BaseException:
             self.eval_writer.discard_episode()
             raise
 
-    def _run_eval_episode(self, seed: int, video: VideoWriter | None) -> tuple[str, float, float, float, int]:
+    def _run_eval_episode(self, seed: int, video: VideoWriter | None) -> EvalEpisode:
         # Evaluation episodes are seeded by their index: the same goals and starts every time.
-        episode_return, steps, info = 0.0, 0, {}
+        episode_return, steps, info, start_info, trip = 0.0, 0, {}, {}, ""
         try:
             obs, info = self.eval_env.reset(seed=seed)
+            start_info = info
             self.eval_writer.start_episode(obs)
             history = make_history(self.agent, self.eval_env.observation_space)
             history.reset(obs)
@@ -532,17 +569,19 @@ class Trainer:
                 if video is not None:
                     video.append(obs["image"])
             success = float(bool(info.get("success", False)))
-        except SafetyTrip as trip:
+        except SafetyTrip as tripped:
             # The robot is safe and the trip logged: the episode failed; what it saw is kept (the
             # probe's data), the trip counted, and the session goes on, asks or halts as in training.
             self.progress.trips += 1
-            self.eval_writer.end_tripped(trip.fault.kind)
-            self._after_trip(trip.fault)
-            success = 0.0
+            self.eval_writer.end_tripped(tripped.fault.kind)
+            self._after_trip(tripped.fault)
+            success, trip = 0.0, tripped.fault.kind
         goal_rad = info.get("goal_rad", getattr(self.eval_env.unwrapped, "goal_rad", None))
-        goal = "all" if goal_rad is None else f"{goal_rad:+.2f}"
-        error = abs(float(info.get("error_rad", info.get("distance", np.nan))))
-        return goal, success, error, episode_return, steps
+        error_name, final_error = task_error(info)
+        return EvalEpisode(
+            seed=seed, goal="all" if goal_rad is None else f"{goal_rad:+.2f}", success=success,
+            error_name=error_name, start_error=task_error(start_info)[1], final_error=final_error,
+            episode_return=episode_return, steps=steps, trip=trip)
 
     def _plot_learning_curve(self) -> None:
         with open(self.run_dir / "eval.csv", newline="") as f:
