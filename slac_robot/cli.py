@@ -753,7 +753,7 @@ def plot_results(cfg: DictConfig) -> int:
         table = out.with_name(out.stem + "_by_start_error.csv")
         write_atomically(table, _csv_table(rows).encode())
         plot_binned_success(rows, out.with_name(out.stem + "_by_start_error.png"), "start_error_low_rad",
-                            "start_error_high_rad", "|valve - goal| at the start (rad)")
+                            "start_error_high_rad", "goal - valve at the start (rad)")
         print(f"success by the valve's start error over the same evaluations: {table} and its figure")
     return 0
 

@@ -205,7 +205,7 @@ def test_plot_results_pools_per_goal_success_over_seeds_and_bins_random_goals(tm
 def test_plot_results_tabulates_success_by_the_valves_start_error_over_the_last_evaluations(tmp_path, capsys):
     header = "env_steps,episodes,success_rate,mean_return,per_goal\n"
     episodes_header = "env_steps,seed,goal,start_error_rad,final_error_rad,success,return,steps,trip\n"
-    for seed, outcomes in enumerate([[(0.2, 1), (1.2, 1), (2.9, 0)], [(0.4, 1), (1.0, 0), (3.1, 1)]]):
+    for seed, outcomes in enumerate([[(0.2, 1), (1.2, 1), (-2.9, 0)], [(0.4, 1), (1.0, 0), (-0.1, 1)]]):
         run = tmp_path / "fixed" / f"slac_cpu_s{seed}"
         run.mkdir(parents=True)
         (run / "eval.csv").write_text(header + "1000,25,0,-300,+1.57:0.000/2.0/3\n2000,50,0.6,0,+1.57:0.667/0.5/3\n")
@@ -222,10 +222,10 @@ def test_plot_results_tabulates_success_by_the_valves_start_error_over_the_last_
     assert "by the valve's start error" in capsys.readouterr().out
     rows = (tmp_path / "comparison_by_start_error.csv").read_text().splitlines()
     assert rows == ["setting,agent,start_error_low_rad,start_error_high_rad,episodes,success_rate",
+                    "fixed,slac_cpu,-3.0,-2.0,1,0.0",    # -2.9: the other way round
+                    "fixed,slac_cpu,-1.0,0.0,1,1.0",     # -0.1
                     "fixed,slac_cpu,0.0,1.0,2,1.0",      # 0.2 and 0.4
-                    "fixed,slac_cpu,1.0,2.0,2,0.5",      # 1.2 of seed 0 yes, 1.0 of seed 1 no
-                    "fixed,slac_cpu,2.0,3.0,1,0.0",      # 2.9
-                    "fixed,slac_cpu,3.0,4.0,1,1.0"]      # 3.1
+                    "fixed,slac_cpu,1.0,2.0,2,0.5"]      # 1.2 of seed 0 yes, 1.0 of seed 1 no
     assert (tmp_path / "comparison_by_start_error.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["plot-results", f"root={tmp_path}", "by_start_error.bin_width_rad=0"]) == 2
     assert "by_start_error.bin_width_rad" in capsys.readouterr().err

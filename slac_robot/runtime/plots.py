@@ -147,8 +147,8 @@ def per_goal_table(per_goal: dict[str, dict[str, list[dict[float, tuple[float, i
 
 
 def read_start_errors(eval_episodes_csv: pathlib.Path, last_evaluations: int) -> list[tuple[float, bool]]:
-    """(|valve - goal| at the start in rad, success) of every episode in the last evaluations of
-    one run's eval_episodes.csv; [] for a task without a valve (PointReach)."""
+    """(goal - valve at the start in rad, signed: the way to turn; success) of every episode in
+    the last evaluations of one run's eval_episodes.csv; [] for a task without a valve (PointReach)."""
     import csv
 
     with open(eval_episodes_csv, newline="") as f:
@@ -163,8 +163,8 @@ def read_start_errors(eval_episodes_csv: pathlib.Path, last_evaluations: int) ->
 def start_error_table(start_errors: dict[str, dict[str, list[list[tuple[float, bool]]]]],
                       bin_width_rad: float) -> list[dict[str, object]]:
     """Rows (setting, agent, start error bin, episodes, success rate): evaluation success by how
-    far the valve started from its goal, pooled over seeds. start_errors: setting -> agent -> one
-    read_start_errors result per seed."""
+    far, and which way, the valve started from its goal, pooled over seeds. start_errors:
+    setting -> agent -> one read_start_errors result per seed; bin edges at multiples of bin_width_rad."""
     rows: list[dict[str, object]] = []
     for setting, agents in start_errors.items():
         bins = value_bins([0.0] + [e for seeds in agents.values() for run in seeds for e, _ in run], bin_width_rad)

@@ -130,8 +130,8 @@ class EvalResult:
 @dataclass(frozen=True)
 class EvalEpisode:
     """One evaluation episode. goal: goal_rad rounded ("all" without goals); error_name: the
-    task's error in info, "error_rad" (valve) or "distance" (PointReach); start_error and
-    final_error: its value after the reset and at the end (NaN where the task has none);
+    task's error in info (task_error); start_error and final_error: its value after the reset and
+    at the end (NaN where the task has none);
     trip: the fault's kind where a safety trip ended it, else ""."""
 
     seed: int
@@ -154,10 +154,11 @@ class EvalEpisode:
 
 
 def task_error(info: dict[str, Any]) -> tuple[str, float]:
-    """The task's error in an env info: ("error_rad", |valve - goal|) or ("distance", ...)."""
+    """The task's error in an env info: ("error_rad", goal - valve wrapped to [-pi, pi): its sign
+    is the way to turn) or ("distance", the dot's distance to its goal)."""
     for name in ("error_rad", "distance"):
         if name in info:
-            return name, abs(float(info[name]))
+            return name, float(info[name])
     return "error", float("nan")
 
 
@@ -494,7 +495,7 @@ class Trainer:
                 if video is not None:
                     video.close()
             successes[episode.goal].append(episode.success)
-            errors[episode.goal].append(episode.final_error)
+            errors[episode.goal].append(abs(episode.final_error))
             returns.append(episode.episode_return)
             eval_steps += episode.steps
             self._write_row("eval_episodes.csv", episode.row(p.env_steps))
