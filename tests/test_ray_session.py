@@ -24,7 +24,7 @@ import time
 
 import pytest
 
-from slac_robot.agent.replay import episode_origin
+from slac_robot.agent.replay import episode_stamps
 from slac_robot.safety import read_events
 from tests.test_cli import script_path
 from tests.test_session import SESSION, alive, wait_for
@@ -111,7 +111,7 @@ def replay_origins(out_dir) -> dict[str, list[int]]:
     """robot -> the robot's episode indices the learner's replay holds, sorted."""
     found: dict[str, list[int]] = {}
     for path in sorted((out_dir / "replay").glob("episode_*.npz")):
-        robot, index = episode_origin(path)
+        robot, index = episode_stamps(path).origin
         found.setdefault(robot, []).append(index)
     return {robot: sorted(indices) for robot, indices in found.items()}
 
@@ -300,7 +300,7 @@ def test_each_robot_gets_its_own_settings_and_name():
 def test_an_episode_file_carries_its_robot_and_is_placed_once_under_a_free_index(tmp_path):
     import numpy as np
 
-    from slac_robot.agent.replay import (Episode, episode_bytes, episode_control_loop, episode_summary,
+    from slac_robot.agent.replay import (Episode, episode_bytes, episode_stamps, episode_summary,
                                          place_episode_file, read_episode)
 
     episode = Episode(images=np.zeros((4, 8, 8, 3), np.uint8), extras={"goal": np.ones((4, 2), np.float32)},
@@ -309,17 +309,17 @@ def test_an_episode_file_carries_its_robot_and_is_placed_once_under_a_free_index
     first = place_episode_file(tmp_path, 0, 3, episode_bytes(episode))
     second = place_episode_file(tmp_path, 0, 3, episode_bytes(episode))  # index 0 is taken: the next free one
     assert (first.name, second.name) == ("episode_00000000_3.npz", "episode_00000001_3.npz")
-    assert episode_origin(first) == ("claw_a", 7)
+    assert episode_stamps(first).origin == ("claw_a", 7)
     assert episode_summary(first) == (0, 3, 6.0, "speed")
     back = read_episode(first, (8, 8, 3), 9, {"goal": 2})
     assert (back.robot, back.robot_episode, back.tripped) == ("claw_a", 7, "speed")
     assert sorted(p.name for p in tmp_path.iterdir()) == [first.name, second.name]  # no temporary left
     # the control loop's jitter over the episode travels with it when the loop measured it
-    p99_ms, overruns = episode_control_loop(first)
-    assert math.isnan(p99_ms) and overruns == -1 and back.overruns == -1
+    stamps = episode_stamps(first)
+    assert math.isnan(stamps.period_error_p99_ms) and stamps.overruns == -1 and back.overruns == -1
     timed = place_episode_file(tmp_path, 5, 3, episode_bytes(
         dataclasses.replace(episode, period_error_p99_ms=1.25, overruns=2)))
-    assert episode_control_loop(timed) == (1.25, 2)
+    assert (episode_stamps(timed).period_error_p99_ms, episode_stamps(timed).overruns) == (1.25, 2)
     assert read_episode(timed, (8, 8, 3), 9, {"goal": 2}).overruns == 2
 
 

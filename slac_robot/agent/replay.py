@@ -57,7 +57,7 @@ import warnings
 import zipfile
 import zlib
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -216,28 +216,34 @@ def episode_summary(path: Path) -> tuple[int, int, float, str]:
     return parsed[0], parsed[1], episode_return, tripped
 
 
-def episode_origin(path: Path | io.BytesIO) -> tuple[str, int]:
-    """(robot, robot_episode) of an episode file (a path, or its bytes in a BytesIO), ("", -1)
-    when one actor wrote it itself; reads only those two entries. Raises CorruptEpisodeError
-    when it cannot be read."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            if "robot" not in data.files:
-                return "", -1
-            return str(data["robot"]), int(data["robot_episode"])
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as error:
-        raise CorruptEpisodeError(f"{path}: cannot be read ({type(error).__name__}: {error})") from error
+@dataclass(frozen=True)
+class EpisodeStamps:
+    """What an episode file says of where it was recorded: robot and robot_episode ("", -1 when
+    one actor wrote it itself), and its control loop's period_error_p99_ms and overruns (nan,
+    -1 when the loop was not paced)."""
+
+    robot: str = ""
+    robot_episode: int = -1
+    period_error_p99_ms: float = math.nan
+    overruns: int = -1
+
+    @property
+    def origin(self) -> tuple[str, int]:
+        return self.robot, self.robot_episode
 
 
-def episode_control_loop(path: Path | io.BytesIO) -> tuple[float, int]:
-    """(period_error_p99_ms, overruns) of the control loop that recorded an episode file (a path,
-    or its bytes in a BytesIO); (nan, -1) when it was not measured. Raises CorruptEpisodeError
-    when the file cannot be read."""
+def episode_stamps(path: Path | io.BytesIO) -> EpisodeStamps:
+    """The stamps of an episode file (a path, or its bytes in a BytesIO); reads only those small
+    entries, not the frames. Raises CorruptEpisodeError when it cannot be read."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            if "overruns" not in data.files:
-                return math.nan, -1
-            return float(data["period_error_p99_ms"]), int(data["overruns"])
+            stamps = EpisodeStamps()
+            if "robot" in data.files:
+                stamps = replace(stamps, robot=str(data["robot"]), robot_episode=int(data["robot_episode"]))
+            if "overruns" in data.files:
+                stamps = replace(stamps, period_error_p99_ms=float(data["period_error_p99_ms"]),
+                                 overruns=int(data["overruns"]))
+            return stamps
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as error:
         raise CorruptEpisodeError(f"{path}: cannot be read ({type(error).__name__}: {error})") from error
 

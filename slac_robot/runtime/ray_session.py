@@ -52,8 +52,7 @@ from slac_robot.agent.replay import (
     Episode,
     _list_episode_files,
     _next_free_index,
-    episode_control_loop,
-    episode_origin,
+    episode_stamps,
     episode_summary,
     place_episode_file,
 )
@@ -222,7 +221,7 @@ class LearnerService:
         directory = self.run_dir / "replay"
         for _, steps, name in _list_episode_files(directory):
             try:
-                robot, index = episode_origin(directory / name)
+                robot, index = episode_stamps(directory / name).origin
             except CorruptEpisodeError:
                 continue  # the replay moves it aside with a warning when it loads it
             self._count(robot, index, steps, tripped=False)
@@ -316,12 +315,13 @@ class LearnerService:
                 self.say(f"learner: {robot}'s episode {robot_episode} came again (its acknowledgement was lost); "
                          "acknowledged, kept once")
                 return False
-            stamped = episode_origin(io.BytesIO(content))
-            if stamped != (robot, robot_episode):
-                raise ValueError(f"an episode sent as {robot}'s episode {robot_episode} is stamped {stamped}; not stored")
+            stamps = episode_stamps(io.BytesIO(content))
+            if stamps.origin != (robot, robot_episode):
+                raise ValueError(f"an episode sent as {robot}'s episode {robot_episode} is stamped {stamps.origin}; "
+                                 "not stored")
             directory = self.run_dir / "replay"
             place_episode_file(directory, _next_free_index(directory), steps, content)
-            p99_ms, overruns = episode_control_loop(io.BytesIO(content))
+            p99_ms, overruns = stamps.period_error_p99_ms, stamps.overruns
             counts = self._count(robot, robot_episode, steps, bool(tripped))
             total = sum(c.episodes for c in self.counts.values())
             total_steps = sum(c.steps for c in self.counts.values())
