@@ -197,7 +197,7 @@ def plot_binned_success(rows: list[dict[str, object]], path: pathlib.Path, low_k
                 bar = ax.bar(x, r["success_rate"], width, color=f"C{k}", label=agent)
                 ax.bar_label(bar, labels=[f"n={r['episodes']}"], fontsize=6)
         ax.set_xticks(range(len(bins)), [f"{a:+.2f}" if a == b else f"[{a:+.2f},{b:+.2f})" for a, b in bins],
-                      fontsize=7)
+                      fontsize=7, rotation=30 if len(bins) > 4 else 0, ha="right" if len(bins) > 4 else "center")
         handles, labels = ax.get_legend_handles_labels()
         unique = dict(zip(labels, handles))
         ax.legend(unique.values(), unique.keys(), fontsize=7, loc="upper left")
