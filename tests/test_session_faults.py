@@ -346,6 +346,10 @@ def test_a_trip_during_an_evaluation_fails_that_episode_and_the_session_goes_on(
     assert int(first["env_steps"]) == 2 * EPISODE_STEPS and float(first["success_rate"]) <= 0.5
     kept = sorted((session.run_dir / "eval_replay").glob("episode_*.npz"))
     assert str(np.load(kept[0])["tripped"]) == faults.STALE_FRAME and len(np.load(kept[0])["action"]) == 4
+    with open(session.run_dir / "eval_episodes.csv", newline="") as f:
+        tripped, whole = list(csv.DictReader(f))[:2]  # the first evaluation's two episodes
+    assert (tripped["seed"], tripped["trip"], tripped["steps"], tripped["success"]) == ("0", faults.STALE_FRAME, "4", "0")
+    assert (whole["seed"], whole["trip"], whole["steps"]) == ("1", "", str(EPISODE_STEPS))
     assert session.trainer.progress.trips == 1
     session.assert_recorded(finished=[1, 2, 5])  # the training episodes, all whole
 

@@ -130,9 +130,9 @@ class EvalResult:
 @dataclass(frozen=True)
 class EvalEpisode:
     """One evaluation episode. goal: goal_rad rounded ("all" without goals); error_name: the
-    task's error in info (task_error); start_error and final_error: its value after the reset and
-    at the end (NaN where the task has none);
-    trip: the fault's kind where a safety trip ended it, else ""."""
+    task's error in info (task_error); start_error and final_error: its value after the reset
+    and at the end (NaN where the task has none); trip: the fault's kind where a safety trip
+    ended it, else ""."""
 
     seed: int
     goal: str
@@ -482,7 +482,7 @@ class Trainer:
         p = self.progress
         successes: dict[str, list[float]] = defaultdict(list)
         errors: dict[str, list[float]] = defaultdict(list)
-        returns, eval_steps = [], 0
+        returns, eval_steps, episodes = [], 0, []
         video_dir = self.run_dir / "videos"
         video_dir.mkdir(parents=True, exist_ok=True)
         for seed in range(self.schedule.eval_episodes):
@@ -498,7 +498,7 @@ class Trainer:
             errors[episode.goal].append(abs(episode.final_error))
             returns.append(episode.episode_return)
             eval_steps += episode.steps
-            self._write_row("eval_episodes.csv", episode.row(p.env_steps))
+            episodes.append(episode)
         result = EvalResult(
             env_steps=p.env_steps,
             success_rate={g: float(np.mean(v)) for g, v in successes.items()},
@@ -522,6 +522,8 @@ class Trainer:
                                  for g in sorted(result.success_rate)),
             **{name.split("/", 1)[1]: round(value, 4) for name, value in result.probe.items()},
         })
+        for episode in episodes:  # written with eval.csv's row: an interrupted evaluation leaves neither
+            self._write_row("eval_episodes.csv", episode.row(p.env_steps))
         self._plot_learning_curve()
         self.last_eval = result
         if self.learner is None and self.replay.num_episodes and self.agent.has_latent_model:
