@@ -167,7 +167,7 @@ def start_error_table(start_errors: dict[str, dict[str, list[list[tuple[float, b
     setting -> agent -> one read_start_errors result per seed; bin edges at multiples of bin_width_rad."""
     rows: list[dict[str, object]] = []
     for setting, agents in start_errors.items():
-        bins = value_bins([0.0] + [e for seeds in agents.values() for run in seeds for e, _ in run], bin_width_rad)
+        bins = value_bins([e for seeds in agents.values() for run in seeds for e, _ in run], bin_width_rad)
         for index, (low, high) in enumerate(bins):
             for agent, seeds in sorted(agents.items()):
                 inside = [ok for run in seeds for e, ok in run if _bin_index(e, bins) == index]
