@@ -710,7 +710,7 @@ def plot_results(cfg: DictConfig) -> int:
 
     from slac_robot.runtime.plots import (per_goal_table, plot_binned_success, plot_comparison, read_eval_curve,
                                           read_per_goal, read_start_errors, start_error_table)
-    from slac_robot.storage import write_atomically
+    from slac_robot.storage import csv_text
 
     root = pathlib.Path(str(cfg.root))
     last_evaluations = require_int("per_goal.last_evaluations", cfg.per_goal.last_evaluations, minimum=1)
@@ -745,22 +745,17 @@ def plot_results(cfg: DictConfig) -> int:
     rows = per_goal_table(per_goal, bin_width_rad, set(cfg.per_goal.binned_settings))
     if rows:
         table = out.with_name(out.stem + "_per_goal.csv")
-        write_atomically(table, _csv_table(rows).encode())
+        write_atomically(table, csv_text(list(rows[0]), rows).encode())
         plot_binned_success(rows, out.with_name(out.stem + "_per_goal.png"))
         print(f"success per goal over each run's last {last_evaluations} evaluations: {table} and its figure")
     rows = start_error_table(start_errors, start_bin_width_rad)
     if rows:
         table = out.with_name(out.stem + "_by_start_error.csv")
-        write_atomically(table, _csv_table(rows).encode())
+        write_atomically(table, csv_text(list(rows[0]), rows).encode())
         plot_binned_success(rows, out.with_name(out.stem + "_by_start_error.png"), "start_error_low_rad",
                             "start_error_high_rad", "goal - valve at the start (rad)")
         print(f"success by the valve's start error over the same evaluations: {table} and its figure")
     return 0
-
-
-def _csv_table(rows: list[dict[str, object]]) -> str:
-    """rows (dicts with the same keys) as CSV text, with a header."""
-    return ",".join(rows[0]) + "\n" + "".join(",".join(str(v) for v in row.values()) + "\n" for row in rows)
 
 
 def sweep(cfg: DictConfig) -> int:

@@ -6,15 +6,20 @@ or refuse this user. Two rules keep what is already written intact:
     temporary beside it and renamed over it; the temporary is removed when the write fails;
   - a line appended to a log or CSV is written in one piece, and cut off again when the write
     fails half-way, so that no torn line sits in front of the next one.
+A run's CSV files (train_episodes.csv, eval.csv, ...) and the result tables are written here too,
+in one format (`csv_text`).
 Every failed write raises an OSError that names the file (os.write and fsync leave it out), and
 `write_failure` / `describe_write_failure` turn it into the one line a user reads.
 """
 
 from __future__ import annotations
 
+import csv
 import errno
+import io
 import os
 import pathlib
+from typing import Any
 
 # What a write meets when the disk is full, the filesystem read-only or the folder not this user's.
 # EIO: the disk itself failed, or ffmpeg could not write a video (runtime/video.py).
@@ -137,3 +142,31 @@ def describe_write_failure(error: OSError, where: os.PathLike | str | None = Non
     name = errno.errorcode.get(error.errno, str(error.errno))
     fix = _FIXES.get(error.errno, "check the filesystem")
     return f"cannot write {path}: {error.strerror} ({name}); {fix}"
+
+
+def append_csv_row(path: pathlib.Path, row: dict[str, Any]) -> None:
+    """Appends a row to a CSV file (its header first, if new); when the row brings new columns
+    (a run resumed by a newer version), the file is rewritten once with the union of the
+    columns, older rows left blank there. Written in one piece (header and row; the rewrite
+    atomically): a disk that fills up leaves the file as it was, never with half a row."""
+    header = []
+    if path.exists():
+        with open(path, newline="") as f:
+            header = next(csv.reader(f), [])
+    if header and set(row) - set(header):
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        header = header + [k for k in row if k not in header]
+        write_atomically(path, csv_text(header, rows, with_header=True).encode())
+    append_atomically(path, csv_text(header or list(row), [row], with_header=not header))
+
+
+def csv_text(header: list[str], rows: list[dict[str, Any]], with_header: bool = True) -> str:
+    """rows (dicts; keys missing from a row are left blank) as CSV text in the order of header,
+    with the header line first when with_header; csv's own quoting and \\r\\n line ends."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=header)
+    if with_header:
+        writer.writeheader()
+    writer.writerows(rows)
+    return text.getvalue()

@@ -42,8 +42,8 @@ from slac_robot.agent.checkpoint import (
 from slac_robot.agent.probe import heldout_probe
 from slac_robot.agent.replay import SequenceReplay
 from slac_robot.runtime.media import write_model_media
-from slac_robot.runtime.train import Schedule, append_csv_row
-from slac_robot.storage import describe_write_failure, write_failure
+from slac_robot.runtime.train import Schedule
+from slac_robot.storage import append_csv_row, describe_write_failure, write_failure
 
 POLICY_FILE = "policy.pt"
 

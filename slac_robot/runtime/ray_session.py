@@ -308,7 +308,7 @@ class LearnerService:
         a resend). The learner's train_episodes.csv gets one row and TensorBoard the robot's
         return, trips and control-loop jitter. A failed write raises (the actor keeps the
         episode and sends it again)."""
-        from slac_robot.runtime.train import append_csv_row
+        from slac_robot.storage import append_csv_row
 
         with self._lock:
             if (robot, robot_episode) in self._received:

@@ -23,7 +23,6 @@ history, as the hold it became (the env's info["held_action"]).
 from __future__ import annotations
 
 import csv
-import io
 import pathlib
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -45,7 +44,7 @@ from slac_robot.runtime.plots import plot_learning_curve
 from slac_robot.runtime.stop import Interrupted, StopSignal
 from slac_robot.runtime.video import VideoWriter
 from slac_robot.safety import NEEDS_PERSON, Fault, ResetFailed, SafetyTrip
-from slac_robot.storage import append_atomically, write_atomically
+from slac_robot.storage import append_csv_row
 
 
 @dataclass(frozen=True)
@@ -596,29 +595,3 @@ class Trainer:
 
     def _write_row(self, name: str, row: dict[str, Any]) -> None:
         append_csv_row(self.run_dir / name, row)
-
-
-def append_csv_row(path: pathlib.Path, row: dict[str, Any]) -> None:
-    """Appends a row to a CSV file (its header first, if new); when the row brings new columns
-    (a run resumed by a newer version), the file is rewritten once with the union of the
-    columns, older rows left blank there. Written in one piece (header and row; the rewrite
-    atomically): a disk that fills up leaves the file as it was, never with half a row."""
-    header = []
-    if path.exists():
-        with open(path, newline="") as f:
-            header = next(csv.reader(f), [])
-    if header and set(row) - set(header):
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-        header = header + [k for k in row if k not in header]
-        write_atomically(path, _csv_text(header, rows, with_header=True).encode())
-    append_atomically(path, _csv_text(header or list(row), [row], with_header=not header))
-
-
-def _csv_text(header: list[str], rows: list[dict[str, Any]], with_header: bool) -> str:
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=header)
-    if with_header:
-        writer.writeheader()
-    writer.writerows(rows)
-    return text.getvalue()
