@@ -708,15 +708,17 @@ def plot_results(cfg: DictConfig) -> int:
     """Draws the comparison figure of the runs under cfg.root (<setting>/<agent>_s<seed>/eval.csv)."""
     import re
 
-    from slac_robot.runtime.plots import (per_goal_table, plot_binned_success, plot_comparison, read_eval_curve,
-                                          read_per_goal, read_start_errors, start_error_table)
+    from slac_robot.runtime.plots import (budget_table, per_goal_table, plot_binned_success, plot_comparison,
+                                          read_eval_curve, read_per_goal, read_start_errors, start_error_table)
     from slac_robot.storage import csv_text
 
     root = pathlib.Path(str(cfg.root))
     last_evaluations = require_int("per_goal.last_evaluations", cfg.per_goal.last_evaluations, minimum=1)
     bin_width_rad = require_positive("per_goal.bin_width_rad", cfg.per_goal.bin_width_rad)
     start_bin_width_rad = require_positive("by_start_error.bin_width_rad", cfg.by_start_error.bin_width_rad)
+    budget_env_steps, target_success = _budgets(cfg.at_budget)
     curves: dict[str, dict[str, list]] = {}
+    seeded: dict[str, dict[str, list]] = {}  # setting -> agent -> (seed, env_steps, success_rate) per run
     per_goal: dict[str, dict[str, list]] = {}
     start_errors: dict[str, dict[str, list]] = {}
     for eval_csv in sorted(root.glob("*/*/eval.csv")):
@@ -726,7 +728,9 @@ def plot_results(cfg: DictConfig) -> int:
         setting, agent = eval_csv.parent.parent.name, match[1]
         if cfg.agents is not None and agent not in cfg.agents:
             continue
-        curves.setdefault(setting, {}).setdefault(agent, []).append(read_eval_curve(eval_csv))
+        curve = read_eval_curve(eval_csv)
+        curves.setdefault(setting, {}).setdefault(agent, []).append(curve)
+        seeded.setdefault(setting, {}).setdefault(agent, []).append((int(match[2]), curve[0], curve[1]))
         goals = read_per_goal(eval_csv, last_evaluations)
         if goals:
             per_goal.setdefault(setting, {}).setdefault(agent, []).append(goals)
@@ -755,7 +759,34 @@ def plot_results(cfg: DictConfig) -> int:
         plot_binned_success(rows, out.with_name(out.stem + "_by_start_error.png"), "start_error_low_rad",
                             "start_error_high_rad", "goal - valve at the start (rad)")
         print(f"success by the valve's start error over the same evaluations: {table} and its figure")
+    rows = budget_table(seeded, budget_env_steps, target_success, last_evaluations)
+    if rows:
+        table = out.with_name(out.stem + "_at_budget.csv")
+        write_atomically(table, csv_text(list(rows[0]), rows).encode())
+        print(f"each run at its goal setting's step budget (at_budget), and the median over seeds: {table}")
+        for row in rows:
+            if row["seed"] == "median":
+                print(f"  {row['setting']} {row['agent']}: median success {row['success_at_budget']:.2f} at "
+                      f"<= {row['budget_env_steps']} steps (target {row['target_success']}; "
+                      f"every seed at >= {row['last_env_steps']} steps), mean of the last "
+                      f"{last_evaluations} {row['mean_last']:.2f}")
     return 0
+
+
+def _budgets(at_budget: DictConfig) -> tuple[dict[str, int], dict[str, float]]:
+    """plot-results' at_budget: (goal setting -> env steps, goal setting -> target success), the
+    same settings in both."""
+    budget_env_steps = {str(k): require_int(f"at_budget.env_steps.{k}", v) for k, v in at_budget.env_steps.items()}
+    target_success = {}
+    for setting, value in at_budget.target_success.items():
+        key = f"at_budget.target_success.{setting}"
+        target_success[str(setting)] = require_number(key, value)
+        if not 0 <= value <= 1:
+            raise ConfigError(f"{key} must be a success rate in [0, 1], got {value!r}")
+    if set(budget_env_steps) != set(target_success):
+        raise ConfigError(f"at_budget.env_steps and at_budget.target_success must name the same goal settings, "
+                          f"got {sorted(budget_env_steps)} and {sorted(target_success)}")
+    return budget_env_steps, target_success
 
 
 def sweep(cfg: DictConfig) -> int:

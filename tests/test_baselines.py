@@ -16,7 +16,7 @@ from slac_robot.agent.replay import SequenceReplay
 from slac_robot.agent.sac_baseline import SacAgent, SacConfig, random_shift
 from slac_robot.agent.slac import SlacAgent, SlacConfig
 from slac_robot.cli import main
-from slac_robot.runtime.plots import read_per_goal
+from slac_robot.runtime.plots import median_or_none, read_per_goal
 from slac_robot.runtime.train import Schedule, Trainer
 from slac_robot.tasks.point_reach import PointReachEnv
 
@@ -229,3 +229,39 @@ def test_plot_results_tabulates_success_by_the_valves_start_error_over_the_last_
     assert (tmp_path / "comparison_by_start_error.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["plot-results", f"root={tmp_path}", "by_start_error.bin_width_rad=0"]) == 2
     assert "by_start_error.bin_width_rad" in capsys.readouterr().err
+
+
+def test_plot_results_reads_each_run_at_its_step_budget_and_the_median_over_seeds(tmp_path, capsys):
+    header = "env_steps,episodes,success_rate,mean_return,per_goal\n"
+    curves = {0: [0.2, 0.8, 0.6, 0.9], 1: [0.1, 0.3, 0.9, 0.7], 2: [0.0, 0.1, 0.2]}  # seed 2: short of the budget
+    for seed, rates in curves.items():
+        run = tmp_path / "fixed" / f"slac_cpu_s{seed}"
+        run.mkdir(parents=True)
+        rows = "".join(f"{1000 * (i + 1)},{25 * (i + 1)},{rate},0,x\n" for i, rate in enumerate(rates))
+        (run / "eval.csv").write_text(header + rows + "5000,125,0.0,0,x\n")  # past the budget: not counted
+    other = tmp_path / "point_reach" / "sac_state_s0"  # a setting without a budget: left out
+    other.mkdir(parents=True)
+    (other / "eval.csv").write_text(header + "1000,25,1,0,x\n")
+    budget = ["at_budget.env_steps={fixed: 4000}", "at_budget.target_success={fixed: 0.8}", "per_goal.last_evaluations=2"]
+    assert main(["plot-results", f"root={tmp_path}", *budget]) == 0
+    out = capsys.readouterr().out
+    assert "fixed slac_cpu: median success 0.70 at <= 4000 steps (target 0.8; every seed at >= 3000 steps)" in out
+    rows = (tmp_path / "comparison_at_budget.csv").read_text().splitlines()
+    assert rows == ["setting,agent,seed,budget_env_steps,target_success,last_env_steps,success_at_budget,"
+                    "mean_last,first_env_steps_at_target",
+                    "fixed,slac_cpu,0,4000,0.8,4000,0.9,0.75,2000",
+                    "fixed,slac_cpu,1,4000,0.8,4000,0.7,0.8,3000",
+                    "fixed,slac_cpu,2,4000,0.8,3000,0.2,0.15,",           # never at 0.8
+                    "fixed,slac_cpu,median,4000,0.8,3000,0.7,0.75,3000"]
+    for bad, must_name in [("at_budget.target_success={fixed: 1.5}", "at_budget.target_success.fixed"),
+                           ("at_budget.env_steps={fixed: 0}", "at_budget.env_steps.fixed"),
+                           ("+at_budget.env_steps.point_reach=1000", "must name the same goal settings")]:
+        assert main(["plot-results", f"root={tmp_path}", bad]) == 2
+        assert must_name in capsys.readouterr().err
+
+
+def test_the_median_step_of_reaching_a_target_counts_a_run_that_never_did_as_the_latest():
+    assert median_or_none([3000, None, 1000]) == 3000
+    assert median_or_none([None, None, 1000]) is None
+    assert median_or_none([1000, 2000]) == 1500
+    assert median_or_none([1000, None]) is None

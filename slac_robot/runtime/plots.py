@@ -178,6 +178,54 @@ def start_error_table(start_errors: dict[str, dict[str, list[list[tuple[float, b
     return rows
 
 
+def budget_table(runs: dict[str, dict[str, list[tuple[int, np.ndarray, np.ndarray]]]],
+                 budget_env_steps: dict[str, int], target_success: dict[str, float],
+                 last_evaluations: int) -> list[dict[str, object]]:
+    """Rows (setting, agent, seed, ...) reading each run against its goal setting's step budget and
+    target success (the issue's goals), then one row per agent with seed "median": the median over
+    seeds of each figure. runs: setting -> agent -> (seed, env_steps, success_rate) per run; only
+    the evaluations at or before the budget count. Columns: last_env_steps (the last such evaluation:
+    below the budget while a run is short of it), success_at_budget (that evaluation),
+    mean_last (the mean of the last last_evaluations of them), first_env_steps_at_target (the first
+    evaluation at or above the target, None if none). The median row's last_env_steps is the least
+    of its seeds'. Settings without a budget are left out."""
+    rows: list[dict[str, object]] = []
+    for setting, agents in sorted(runs.items()):
+        if setting not in budget_env_steps:
+            continue
+        budget, target = budget_env_steps[setting], target_success[setting]
+        for agent, seeds in sorted(agents.items()):
+            figures = []
+            for seed, env_steps, success in sorted(seeds, key=lambda run: run[0]):
+                kept = env_steps <= budget
+                if not kept.any():
+                    continue
+                steps, rates = env_steps[kept], success[kept]
+                reached = np.flatnonzero(rates >= target)
+                figures.append({"last_env_steps": int(steps[-1]), "success_at_budget": float(rates[-1]),
+                                "mean_last": round(float(rates[-last_evaluations:].mean()), 3),
+                                "first_env_steps_at_target": int(steps[reached[0]]) if reached.size else None})
+                rows.append({"setting": setting, "agent": agent, "seed": seed, "budget_env_steps": budget,
+                             "target_success": target, **figures[-1]})
+            if len(figures) > 1:
+                firsts = [f["first_env_steps_at_target"] for f in figures]
+                rows.append({"setting": setting, "agent": agent, "seed": "median", "budget_env_steps": budget,
+                             "target_success": target,
+                             "last_env_steps": min(f["last_env_steps"] for f in figures),
+                             **{key: round(float(np.median([f[key] for f in figures])), 3)
+                                for key in ("success_at_budget", "mean_last")},
+                             # a run that never reached the target counts as later than every one that did
+                             "first_env_steps_at_target": median_or_none(firsts)})
+    return rows
+
+
+def median_or_none(values: list[int | None]) -> int | None:
+    """The median of values, a None counting as larger than any number; None when the median is one."""
+    ordered = sorted(values, key=lambda v: math.inf if v is None else v)
+    middle = ordered[(len(ordered) - 1) // 2], ordered[len(ordered) // 2]
+    return None if None in middle else int(round((middle[0] + middle[1]) / 2))
+
+
 def plot_binned_success(rows: list[dict[str, object]], path: pathlib.Path, low_key: str = "goal_low_rad",
                         high_key: str = "goal_high_rad", xlabel: str = "goal (rad)") -> None:
     """Bars of the success per bin (per_goal_table's or start_error_table's rows): one panel per
