@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from slac_robot.agent.history import PolicyHistory
-from slac_robot.agent.probe import probe_errors
+from slac_robot.agent.probe import heldout_probe, probe_errors
 from slac_robot.agent.replay import SequenceReplay
 from slac_robot.agent.sac_baseline import SacAgent, SacConfig, random_shift
 from slac_robot.agent.slac import SlacAgent, SlacConfig
@@ -51,6 +51,14 @@ def test_each_agent_trains_and_evaluates_on_the_valve(agent, tmp_path):
         assert 0 <= float(row["valve_error_rad"]) <= np.pi and float(row["joint_pos_error_rad"]) >= 0
     if agent == "sac_state":  # its features are the state itself: read back exactly
         assert float(rows[-1]["valve_error_rad"]) < 0.01 and float(rows[-1]["joint_pos_error_rad"]) < 0.01
+    # each evaluation episode's own probe errors: over its windows, so weighted by its steps they
+    # make the evaluation's
+    with open(run / "eval_episodes.csv", newline="") as f:
+        episodes = [r for r in csv.DictReader(f) if r["env_steps"] == rows[-1]["env_steps"]]
+    for name in ("valve_error_rad", "joint_pos_error_rad"):
+        steps = np.array([float(r["steps"]) for r in episodes])
+        per_episode = np.array([float(r[f"probe_{name}"]) for r in episodes])
+        assert np.sum(steps * per_episode) / steps.sum() == pytest.approx(float(rows[-1][name]), abs=2e-4)
     assert len(list((run / "eval_replay").glob("episode_*.npz"))) == 4  # held out: not in the replay
     assert len(list((run / "replay").glob("episode_*.npz"))) == 6
     assert main(["eval", f"run={run}", "episodes=1", f"out_dir={tmp_path / 'eval'}", "video.view=false",
@@ -103,6 +111,37 @@ def test_the_probe_reads_a_linear_quantity_and_not_noise():
     bad = probe_errors(split(noise)[0], train_t, split(noise)[1], test_t)
     assert good["probe/valve_error_rad"] < 0.02 and good["probe/joint_pos_error_rad"] < 0.02
     assert bad["probe/valve_error_rad"] > 1.2 and bad["probe/joint_pos_error_rad"] > 0.6  # chance: pi/2, 0.8
+
+
+def test_the_heldout_probe_scores_every_window_and_each_episode_even_one_cut_short(tmp_path):
+    dims = {"joint_pos": 9, "valve": 2, "goal": 2}
+    torch.manual_seed(0)
+    agent = SacAgent(9, dims, SacConfig(observation="pixels", width=0.125, hidden=(16, 16)))  # features: its encoder's
+    rng = np.random.default_rng(0)
+    obs = lambda: {"image": rng.integers(0, 255, (64, 64, 3), dtype=np.uint8),  # noqa: E731
+                   **{k: rng.normal(size=d).astype(np.float32) for k, d in dims.items()}}
+
+    def record(replay, steps, tripped=False):
+        replay.start_episode(obs())
+        for t in range(steps):
+            replay.add(rng.uniform(-1, 1, 9), rng.normal(), obs(), False, t == steps - 1 and not tripped)
+        if tripped:  # kept up to here, as an evaluation episode that a trip ended
+            assert replay.end_tripped("position_limit")
+
+    replay = SequenceReplay(tmp_path / "replay", 9, capacity_steps=200, sequence_length=agent.sequence_length, extras=dims)
+    for _ in range(5):
+        record(replay, 10)
+    heldout = SequenceReplay(tmp_path / "eval_replay", 9, capacity_steps=200, sequence_length=agent.sequence_length,
+                             extras=dims)
+    record(heldout, 10)  # an older evaluation's: outside the newest 10 + 4 + 7 steps
+    for steps, tripped in [(10, False), (4, True), (7, False)]:
+        record(heldout, steps, tripped)
+    probe = heldout_probe(agent, replay, tmp_path / "eval_replay", 10 + 4 + 7, np.random.default_rng(0))
+    assert len(probe.per_episode) == 3  # the short episode's first frame has room too
+    for name, value in probe.errors.items():
+        per_episode = np.array([episode[name] for episode in probe.per_episode])
+        assert np.all(per_episode > 0) and len(set(per_episode)) == 3
+        assert np.dot([10, 4, 7], per_episode) / 21 == pytest.approx(value)  # every window counted once
 
 
 def test_random_shift_moves_each_image_whole_by_at_most_the_pad():
@@ -205,13 +244,16 @@ def test_plot_results_pools_per_goal_success_over_seeds_and_bins_random_goals(tm
 def test_plot_results_tabulates_success_by_the_valves_start_error_over_the_last_evaluations(tmp_path, capsys):
     header = "env_steps,episodes,success_rate,mean_return,per_goal\n"
     episodes_header = "env_steps,seed,goal,start_error_rad,final_error_rad,success,return,steps,trip\n"
-    for seed, outcomes in enumerate([[(0.2, 1), (1.2, 1), (-2.9, 0)], [(0.4, 1), (1.0, 0), (-0.1, 1)]]):
+    # seed 0's rows hold the probe's valve error per episode; seed 1's (a learner process) none
+    for seed, outcomes in enumerate([[(0.2, 1, 0.1), (1.2, 1, 0.3), (-2.9, 0, 0.5)],
+                                     [(0.4, 1, ""), (1.0, 0, ""), (-0.1, 1, "")]]):
         run = tmp_path / "fixed" / f"slac_cpu_s{seed}"
         run.mkdir(parents=True)
         (run / "eval.csv").write_text(header + "1000,25,0,-300,+1.57:0.000/2.0/3\n2000,50,0.6,0,+1.57:0.667/0.5/3\n")
-        old = "".join(f"1000,{i},+1.57,0.1,2.0,0,-300,40,\n" for i in range(3))  # outside the last evaluation
-        new = "".join(f"2000,{i},+1.57,{start},0.05,{ok},100,40,\n" for i, (start, ok) in enumerate(outcomes))
-        (run / "eval_episodes.csv").write_text(episodes_header + old + new)
+        old = "".join(f"1000,{i},+1.57,0.1,2.0,0,-300,40,,9\n" for i in range(3))  # outside the last evaluation
+        new = "".join(f"2000,{i},+1.57,{start},0.05,{ok},100,40,,{probe}\n"
+                      for i, (start, ok, probe) in enumerate(outcomes))
+        (run / "eval_episodes.csv").write_text(episodes_header.rstrip() + ",probe_valve_error_rad\n" + old + new)
     point_reach = tmp_path / "point_reach" / "sac_state_s0"  # no valve: no start error to tabulate
     point_reach.mkdir(parents=True)
     (point_reach / "eval.csv").write_text(header + "1000,25,1,0,all:1.000/0.0/1\n")
@@ -221,11 +263,11 @@ def test_plot_results_tabulates_success_by_the_valves_start_error_over_the_last_
                  "by_start_error.bin_width_rad=1.0"]) == 0
     assert "by the valve's start error" in capsys.readouterr().out
     rows = (tmp_path / "comparison_by_start_error.csv").read_text().splitlines()
-    assert rows == ["setting,agent,start_error_low_rad,start_error_high_rad,episodes,success_rate",
-                    "fixed,slac_cpu,-3.0,-2.0,1,0.0",    # -2.9: the other way round
-                    "fixed,slac_cpu,-1.0,0.0,1,1.0",     # -0.1
-                    "fixed,slac_cpu,0.0,1.0,2,1.0",      # 0.2 and 0.4
-                    "fixed,slac_cpu,1.0,2.0,2,0.5"]      # 1.2 of seed 0 yes, 1.0 of seed 1 no
+    assert rows == ["setting,agent,start_error_low_rad,start_error_high_rad,episodes,success_rate,probe_valve_error_rad",
+                    "fixed,slac_cpu,-3.0,-2.0,1,0.0,0.5",    # -2.9: the other way round
+                    "fixed,slac_cpu,-1.0,0.0,1,1.0,",        # -0.1: no probe recorded
+                    "fixed,slac_cpu,0.0,1.0,2,1.0,0.1",      # 0.2 and 0.4; the probe of seed 0's only
+                    "fixed,slac_cpu,1.0,2.0,2,0.5,0.3"]      # 1.2 of seed 0 yes, 1.0 of seed 1 no
     assert (tmp_path / "comparison_by_start_error.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["plot-results", f"root={tmp_path}", "by_start_error.bin_width_rad=0"]) == 2
     assert "by_start_error.bin_width_rad" in capsys.readouterr().err

@@ -132,6 +132,12 @@ def test_windows_never_cross_episodes_and_cover_all_windows(lengths, terminated,
         batch = replay.sample(60 * len(windows), np.random.default_rng(0))
         seen = check_windows(batch, dict(enumerate(lengths)), terminated, L)
         assert set(seen) == windows
+        # every window by number: the oldest episode's first, each episode's in time order
+        numbers = np.arange(replay.num_windows)
+        in_order = check_windows(replay.windows(numbers), dict(enumerate(lengths)), terminated, L)
+        assert in_order == sorted(windows)
+        oldest_first = sorted(kept)
+        assert [oldest_first[i] for i in replay.window_episodes(numbers)] == [e for e, _ in in_order]
 
 
 def test_sampled_shapes_and_types(tmp_path):

@@ -654,9 +654,14 @@ class SequenceReplay:
                 f"the replay holds no windows yet ({self.num_episodes} episodes, {self.num_steps} steps): "
                 "add episodes first" + ("" if self.pad_start else f" of at least {self.sequence_length} steps")
             )
+        return self.windows(rng.integers(index.windows, size=batch_size))
+
+    def windows(self, window: np.ndarray) -> dict[str, np.ndarray]:
+        """The windows numbered `window` (ints in [0, num_windows): the oldest stored episode's
+        windows first, each episode's in time order), as `sample` returns them."""
+        index = self._window_index()
         L = self.sequence_length
-        window = rng.integers(index.windows, size=batch_size)
-        episode = np.searchsorted(index.window_start, window, side="right") - 1
+        episode = self.window_episodes(window)
         last_step = window - index.window_start[episode] + (0 if self.pad_start else L - 1)
         t = (last_step - (L - 1))[:, None] + np.arange(L + 1)  # observation index in the episode
         valid = t >= 0
@@ -678,6 +683,10 @@ class SequenceReplay:
         for name, values in self._extras.items():
             batch[name] = values[frame]
         return batch
+
+    def window_episodes(self, window: np.ndarray) -> np.ndarray:
+        """The stored episode (0: the oldest in memory) that each window numbered `window` is from."""
+        return np.searchsorted(self._window_index().window_start, window, side="right") - 1
 
     # -- internals ---------------------------------------------------------------------------
 

@@ -289,7 +289,7 @@ class Learner:
         if not self.heldout_dir.is_dir():
             return
         errors = heldout_probe(self.agent, self.replay, self.heldout_dir, self.heldout_steps,
-                               np.random.default_rng(steps))
+                               np.random.default_rng(steps)).errors
         for name, value in errors.items():
             self.writer.add_scalar(name, value, steps)
         if errors:

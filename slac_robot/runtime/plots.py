@@ -146,9 +146,10 @@ def per_goal_table(per_goal: dict[str, dict[str, list[dict[float, tuple[float, i
     return rows
 
 
-def read_start_errors(eval_episodes_csv: pathlib.Path, last_evaluations: int) -> list[tuple[float, bool]]:
-    """(goal - valve at the start in rad, signed: the way to turn; success) of every episode in
-    the last evaluations of one run's eval_episodes.csv; [] for a task without a valve (PointReach)."""
+def read_start_errors(eval_episodes_csv: pathlib.Path, last_evaluations: int) -> list[tuple[float, bool, float]]:
+    """(goal - valve at the start in rad, signed: the way to turn; success; the probe's valve error
+    over the episode in rad, NaN where not recorded) of every episode in the last evaluations of
+    one run's eval_episodes.csv; [] for a task without a valve (PointReach)."""
     import csv
 
     with open(eval_episodes_csv, newline="") as f:
@@ -156,25 +157,30 @@ def read_start_errors(eval_episodes_csv: pathlib.Path, last_evaluations: int) ->
     if not rows or "start_error_rad" not in rows[0]:
         return []
     kept = set(list(dict.fromkeys(r["env_steps"] for r in rows))[-last_evaluations:])
-    return [(float(r["start_error_rad"]), r["success"] == "1") for r in rows
-            if r["env_steps"] in kept and r["start_error_rad"] not in ("", "nan")]
+    return [(float(r["start_error_rad"]), r["success"] == "1", float(r.get("probe_valve_error_rad") or "nan"))
+            for r in rows if r["env_steps"] in kept and r["start_error_rad"] not in ("", "nan")]
 
 
-def start_error_table(start_errors: dict[str, dict[str, list[list[tuple[float, bool]]]]],
+def start_error_table(start_errors: dict[str, dict[str, list[list[tuple[float, bool, float]]]]],
                       bin_width_rad: float) -> list[dict[str, object]]:
-    """Rows (setting, agent, start error bin, episodes, success rate): evaluation success by how
-    far, and which way, the valve started from its goal, pooled over seeds. start_errors:
-    setting -> agent -> one read_start_errors result per seed; bin edges at multiples of bin_width_rad."""
+    """Rows (setting, agent, start error bin, episodes, success rate, the probe's mean valve error
+    where the episodes recorded it, else blank): evaluation success by how far, and which way,
+    the valve started from its goal, pooled over seeds, beside how well the agent's features
+    told the valve's angle in those episodes (a start that fails while the probe reads the
+    valve well is the policy's miss, not the perception's). start_errors: setting -> agent ->
+    one read_start_errors result per seed; bin edges at multiples of bin_width_rad."""
     rows: list[dict[str, object]] = []
     for setting, agents in start_errors.items():
-        bins = value_bins([e for seeds in agents.values() for run in seeds for e, _ in run], bin_width_rad)
+        bins = value_bins([e for seeds in agents.values() for run in seeds for e, _, _ in run], bin_width_rad)
         for index, (low, high) in enumerate(bins):
             for agent, seeds in sorted(agents.items()):
-                inside = [ok for run in seeds for e, ok in run if _bin_index(e, bins) == index]
+                inside = [(ok, probe) for run in seeds for e, ok, probe in run if _bin_index(e, bins) == index]
                 if inside:
+                    probed = [probe for _, probe in inside if math.isfinite(probe)]
                     rows.append({"setting": setting, "agent": agent, "start_error_low_rad": round(low, 3),
                                  "start_error_high_rad": round(high, 3), "episodes": len(inside),
-                                 "success_rate": round(sum(inside) / len(inside), 3)})
+                                 "success_rate": round(sum(ok for ok, _ in inside) / len(inside), 3),
+                                 "probe_valve_error_rad": round(float(np.mean(probed)), 3) if probed else None})
     return rows
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import csv
 import pathlib
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable
 
 import gymnasium as gym
@@ -37,7 +37,7 @@ from slac_robot.agent.base import Agent
 from slac_robot.agent.checkpoint import checkpoint_path, prune_checkpoints, save_checkpoint
 from slac_robot.agent.history import vector_dims
 from slac_robot.agent.policy import make_history
-from slac_robot.agent.probe import heldout_probe
+from slac_robot.agent.probe import HeldoutProbe, heldout_probe
 from slac_robot.agent.replay import EpisodeWriter, SequenceReplay
 from slac_robot.runtime.media import write_model_media
 from slac_robot.runtime.plots import plot_learning_curve
@@ -131,7 +131,8 @@ class EvalEpisode:
     """One evaluation episode. goal: goal_rad rounded ("all" without goals); error_name: the
     task's error in info (task_error); start_error and final_error: its value after the reset
     and at the end (NaN where the task has none); trip: the fault's kind where a safety trip
-    ended it, else ""."""
+    ended it, else ""; probe: the linear probe's errors over this episode's windows
+    (agent/probe.py; empty where the learner probes in its own process)."""
 
     seed: int
     goal: str
@@ -142,6 +143,7 @@ class EvalEpisode:
     episode_return: float
     steps: int
     trip: str = ""
+    probe: dict[str, float] = field(default_factory=dict)
 
     def row(self, env_steps: int) -> dict[str, Any]:
         """This episode's row of eval_episodes.csv."""
@@ -149,7 +151,8 @@ class EvalEpisode:
                 f"start_{self.error_name}": round(self.start_error, 4),
                 f"final_{self.error_name}": round(self.final_error, 4),
                 "success": int(self.success), "return": round(self.episode_return, 3),
-                "steps": self.steps, "trip": self.trip}
+                "steps": self.steps, "trip": self.trip,
+                **{f"probe_{name.split('/', 1)[1]}": round(value, 4) for name, value in self.probe.items()}}
 
 
 def task_error(info: dict[str, Any]) -> tuple[str, float]:
@@ -197,7 +200,8 @@ class Trainer:
     videos/          evaluation episodes; the model's reconstructions and predictions
     train_episodes.csv, eval.csv   one row per training episode / evaluation
     eval_episodes.csv   one row per evaluation episode: its seed, goal, error at the start and
-                     the end, success, return, and the trip that ended it (which starts fail)
+                     the end, success, return, the trip that ended it (which starts fail), and
+                     the probe's errors over it (whether the agent saw the valve there)
 
     learner: None (updates inline) or a LearnerProcess (runtime/learner.py).
     trip_policy: what to do after a safety trip (TripPolicy). rate_keeper: the env's RateKeeper,
@@ -498,12 +502,17 @@ class Trainer:
             returns.append(episode.episode_return)
             eval_steps += episode.steps
             episodes.append(episode)
+        probe = self._probe(eval_steps)
+        recorded = [i for i, episode in enumerate(episodes) if episode.steps > 0]  # the held-out episodes
+        if len(probe.per_episode) == len(recorded):
+            for i, episode_errors in zip(recorded, probe.per_episode):
+                episodes[i] = replace(episodes[i], probe=episode_errors)
         result = EvalResult(
             env_steps=p.env_steps,
             success_rate={g: float(np.mean(v)) for g, v in successes.items()},
             final_error={g: float(np.mean(v)) for g, v in errors.items()},
             mean_return=float(np.mean(returns)),
-            probe=self._probe(eval_steps),
+            probe=probe.errors,
         )
         overall = float(np.mean([x for v in successes.values() for x in v]))
         self.writer.add_scalar("eval/success_rate", overall, p.env_steps)
@@ -530,12 +539,12 @@ class Trainer:
                               video_dir / f"model_{p.env_steps:09d}", self.writer, p.env_steps, self.fps)
         return result
 
-    def _probe(self, heldout_steps: int) -> dict[str, float]:
+    def _probe(self, heldout_steps: int) -> HeldoutProbe:
         """The linear probe of the agent's features (agent/probe.py): fitted on the replay,
         scored on this evaluation's episodes. Where the learner trains in its own process, the
         agent here has only the policy's weights: the learner probes at its checkpoints."""
         if self.learner is not None:
-            return {}
+            return HeldoutProbe()
         return heldout_probe(self.agent, self.replay, self.run_dir / "eval_replay", heldout_steps,
                              np.random.default_rng(self.progress.env_steps))
 
