@@ -96,6 +96,21 @@ def test_each_evaluation_episode_has_a_row_with_its_start_and_final_error(run):
         assert (row["goal"], row["steps"], row["trip"]) == ("+1.57", str(EPISODE_STEPS), "")
 
 
+def test_each_training_episode_has_a_row_with_its_start_and_final_error(run):
+    with open(run / "train_episodes.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    recorded = sorted((run / "replay").glob("episode_*.npz"))
+    assert [int(r["episode"]) for r in rows] == [1, 2, 3, 4] and len(recorded) == 4
+    for row, path in zip(rows, recorded):
+        with np.load(path) as episode:
+            valve, goal = (np.arctan2(episode[k][:, 1], episode[k][:, 0]) for k in ("obs_valve", "obs_goal"))
+        error_rad = np.angle(np.exp(1j * (goal - valve)))
+        assert float(row["start_error_rad"]) == pytest.approx(error_rad[0], abs=1e-3)
+        assert float(row["final_error_rad"]) == pytest.approx(error_rad[-1], abs=1e-3)
+        assert row["success"] == str(bool(abs(error_rad[-1]) < 0.1))
+    assert len({r["start_error_rad"] for r in rows}) == 4  # each episode starts anew
+
+
 def test_a_run_writes_evaluation_and_model_videos(run):
     videos = run / "videos"
     assert len(video_frames(videos / "eval_000000040.mp4")) == EPISODE_STEPS + 1

@@ -198,7 +198,8 @@ class Trainer:
     learning_curve.png   evaluation success rate and return against environment steps
     tensorboard/     scalars (losses, KL, alpha, entropy, Q, returns, success), model images
     videos/          evaluation episodes; the model's reconstructions and predictions
-    train_episodes.csv, eval.csv   one row per training episode / evaluation
+    train_episodes.csv, eval.csv   one row per training episode (with its error at the start and
+                     the end) / evaluation
     eval_episodes.csv   one row per evaluation episode: its seed, goal, error at the start and
                      the end, success, return, the trip that ended it (which starts fail), and
                      the probe's errors over it (whether the agent saw the valve there)
@@ -356,7 +357,7 @@ class Trainer:
             # Seeded by its index: a resumed session does not repeat the first episodes' draws.
             self.rng = np.random.default_rng((self.seed, p.episodes))
         try:
-            obs, _ = self.env.reset(seed=int(self.rng.integers(2**31)))
+            obs, start_info = self.env.reset(seed=int(self.rng.integers(2**31)))
         except SafetyTrip:  # at the end of the reset (the robot is safe, the trip logged)
             p.trips += 1
             self._log_trips()
@@ -400,7 +401,7 @@ class Trainer:
             # other: kept, truncated (the trip is no end of the task), marked with the fault.
             p.trips += 1
             if self.replay.end_tripped(trip.fault.kind):
-                self._finish_episode(episode_return, success=False, tripped=trip.fault.kind)
+                self._finish_episode(episode_return, False, trip.fault.kind, start_info, info)
             else:
                 self._log_trips()
             raise
@@ -409,15 +410,20 @@ class Trainer:
             self.replay.discard_episode()
             p.env_steps -= steps
             raise
-        self._finish_episode(episode_return, success=bool(info.get("success", False)), tripped="")
+        self._finish_episode(episode_return, bool(info.get("success", False)), "", start_info, info)
 
-    def _finish_episode(self, episode_return: float, success: bool, tripped: str) -> None:
-        """Counts a recorded episode and logs it: a train_episodes.csv row, TensorBoard scalars."""
+    def _finish_episode(self, episode_return: float, success: bool, tripped: str, start_info: dict[str, Any],
+                        last_info: dict[str, Any]) -> None:
+        """Counts a recorded episode and logs it: a train_episodes.csv row (with the task's error
+        after the reset and at the last whole step: which starts the exploring policy solves),
+        TensorBoard scalars."""
         p = self.progress
         p.episodes += 1
+        error_name, start_error = task_error(start_info)
         self._write_row("train_episodes.csv", {
             "episode": p.episodes, "env_steps": p.env_steps, "return": episode_return,
-            "success": success, "policy_sac_updates": self.agent.sac_updates,
+            "success": success, f"start_{error_name}": round(start_error, 4),
+            f"final_{error_name}": round(task_error(last_info)[1], 4), "policy_sac_updates": self.agent.sac_updates,
             "tripped": tripped, "trips_per_1000_steps": round(self._trips_per_1000_steps(), 3),
         })
         self.writer.add_scalar("train/episode_return", episode_return, p.env_steps)
