@@ -709,7 +709,9 @@ def plot_results(cfg: DictConfig) -> int:
     import re
 
     from slac_robot.runtime.plots import (budget_table, per_goal_table, plot_binned_success, plot_comparison,
-                                          read_eval_curve, read_per_goal, read_start_errors, start_error_table)
+                                          plot_success_by_start_over_steps, read_eval_curve, read_per_goal,
+                                          read_start_errors, read_train_start_errors, start_error_table,
+                                          train_start_error_table)
     from slac_robot.storage import csv_text
 
     root = pathlib.Path(str(cfg.root))
@@ -717,10 +719,13 @@ def plot_results(cfg: DictConfig) -> int:
     bin_width_rad = require_positive("per_goal.bin_width_rad", cfg.per_goal.bin_width_rad)
     start_bin_width_rad = require_positive("by_start_error.bin_width_rad", cfg.by_start_error.bin_width_rad)
     budget_env_steps, target_success = _budgets(cfg.at_budget)
+    train_bin_width_rad = require_positive("train_by_start_error.bin_width_rad", cfg.train_by_start_error.bin_width_rad)
+    block_env_steps = require_int("train_by_start_error.block_env_steps", cfg.train_by_start_error.block_env_steps)
     curves: dict[str, dict[str, list]] = {}
     seeded: dict[str, dict[str, list]] = {}  # setting -> agent -> (seed, env_steps, success_rate) per run
     per_goal: dict[str, dict[str, list]] = {}
     start_errors: dict[str, dict[str, list]] = {}
+    train_starts: dict[str, dict[str, list]] = {}
     for eval_csv in sorted(root.glob("*/*/eval.csv")):
         match = re.fullmatch(r"(.+)_s(\d+)", eval_csv.parent.name)
         if match is None:
@@ -738,6 +743,10 @@ def plot_results(cfg: DictConfig) -> int:
         starts = read_start_errors(episodes_csv, last_evaluations) if episodes_csv.is_file() else []
         if starts:
             start_errors.setdefault(setting, {}).setdefault(agent, []).append(starts)
+        train_csv = eval_csv.with_name("train_episodes.csv")
+        starts = read_train_start_errors(train_csv) if train_csv.is_file() else []
+        if starts:
+            train_starts.setdefault(setting, {}).setdefault(agent, []).append(starts)
     if not curves:
         chosen = f" of agents {list(cfg.agents)}" if cfg.agents is not None else ""
         print(f"slac-robot plot-results: no <setting>/<agent>_s<seed>/eval.csv{chosen} under {root}", file=sys.stderr)
@@ -759,6 +768,13 @@ def plot_results(cfg: DictConfig) -> int:
         plot_binned_success(rows, out.with_name(out.stem + "_by_start_error.png"), "start_error_low_rad",
                             "start_error_high_rad", "goal - valve at the start (rad)")
         print(f"success by the valve's start error over the same evaluations: {table} and its figure")
+    rows = train_start_error_table(train_starts, train_bin_width_rad, block_env_steps)
+    if rows:
+        table = out.with_name(out.stem + "_train_by_start_error.csv")
+        write_atomically(table, csv_text(list(rows[0]), rows).encode())
+        plot_success_by_start_over_steps(rows, out.with_name(out.stem + "_train_by_start_error.png"))
+        print(f"the training episodes' success by the valve's start error, per {block_env_steps} steps: "
+              f"{table} and its figure")
     rows = budget_table(seeded, budget_env_steps, target_success, last_evaluations)
     if rows:
         table = out.with_name(out.stem + "_at_budget.csv")

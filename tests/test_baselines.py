@@ -307,3 +307,32 @@ def test_the_median_step_of_reaching_a_target_counts_a_run_that_never_did_as_the
     assert median_or_none([None, None, 1000]) is None
     assert median_or_none([1000, 2000]) == 1500
     assert median_or_none([1000, None]) is None
+
+
+def test_plot_results_tabulates_the_training_episodes_success_by_start_error_per_block_of_steps(tmp_path, capsys):
+    header = "env_steps,episodes,success_rate,mean_return,per_goal\n"
+    train_header = "episode,env_steps,return,success,start_error_rad,final_error_rad,policy_sac_updates,tripped\n"
+    episodes = {0: [(40, -2.5, False), (80, 0.3, True), (120, 2.0, False)],  # (env_steps at its end, start, success)
+                1: [(40, 0.5, False), (80, -2.2, True), (120, 2.4, True)]}
+    for seed, rows in episodes.items():
+        run = tmp_path / "fixed" / f"slac_cpu_s{seed}"
+        run.mkdir(parents=True)
+        (run / "eval.csv").write_text(header + "120,3,0.5,0,+1.57:0.500/0.5/2\n")
+        (run / "train_episodes.csv").write_text(train_header + "".join(
+            f"{i + 1},{steps},0,{ok},{start},0.0,0,\n" for i, (steps, start, ok) in enumerate(rows)))
+    older = tmp_path / "fixed" / "sac_state_s0"  # rows from before the column: no row in the table
+    older.mkdir(parents=True)
+    (older / "eval.csv").write_text(header + "120,3,1,0,+1.57:1.000/0.0/2\n")
+    (older / "train_episodes.csv").write_text("episode,env_steps,return,success\n1,40,0,True\n")
+    assert main(["plot-results", f"root={tmp_path}", "train_by_start_error.bin_width_rad=2.0",
+                 "train_by_start_error.block_env_steps=100"]) == 0
+    assert "the training episodes' success by the valve's start error, per 100 steps" in capsys.readouterr().out
+    rows = (tmp_path / "comparison_train_by_start_error.csv").read_text().splitlines()
+    assert rows == ["setting,agent,env_steps_low,env_steps_high,start_error_low_rad,start_error_high_rad,episodes,"
+                    "success_rate",
+                    "fixed,slac_cpu,0,100,-4.0,-2.0,2,0.5",   # -2.5 (seed 0, no), -2.2 (seed 1, yes)
+                    "fixed,slac_cpu,0,100,0.0,2.0,2,0.5",     # 0.3 yes, 0.5 no
+                    "fixed,slac_cpu,100,200,2.0,4.0,2,0.5"]   # 2.0 no, 2.4 yes: the block of steps 100-199
+    assert (tmp_path / "comparison_train_by_start_error.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["plot-results", f"root={tmp_path}", "train_by_start_error.block_env_steps=0"]) == 2
+    assert "train_by_start_error.block_env_steps" in capsys.readouterr().err

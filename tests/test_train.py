@@ -111,6 +111,34 @@ def test_each_training_episode_has_a_row_with_its_start_and_final_error(run):
     assert len({r["start_error_rad"] for r in rows}) == 4  # each episode starts anew
 
 
+def test_a_run_from_before_the_error_columns_gets_them_back_from_its_episode_files(run, tmp_path):
+    import shutil
+    import sys
+
+    copy = tmp_path / "run"
+    shutil.copytree(run / "replay", copy / "replay")
+    with open(run / "train_episodes.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    old = [{k: v for k, v in r.items() if not k.endswith("error_rad")} for r in rows]
+    header = list(old[0])
+    old_text = ",".join(header) + "\n" + "".join(",".join(r[k] for k in header) + "\n" for r in old)
+    (copy / "train_episodes.csv").write_text(old_text)
+    tool = [sys.executable, "tools/backfill_start_errors.py", str(copy)]
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run(tool, capture_output=True, text=True, cwd=repo)
+    assert done.returncode == 0 and "filled 4 rows" in done.stdout, done.stderr
+    with open(copy / "train_episodes.csv", newline="") as f:
+        filled = list(csv.DictReader(f))
+    for before, after in zip(rows, filled):
+        assert after["start_error_rad"] == before["start_error_rad"] and after["final_error_rad"] == before["final_error_rad"]
+        assert {k: after[k] for k in header} == {k: before[k] for k in header}  # the rest as it was
+    next((copy / "replay").glob("episode_00000002_*.npz")).unlink()  # rows and files no longer match
+    (copy / "train_episodes.csv").write_text(old_text)
+    done = subprocess.run(tool, capture_output=True, text=True, cwd=repo)
+    assert done.returncode != 0 and "row 3 (episode 3, 10 steps) has no file" in done.stderr
+    assert (copy / "train_episodes.csv").read_text() == old_text  # nothing changed
+
+
 def test_a_run_writes_evaluation_and_model_videos(run):
     videos = run / "videos"
     assert len(video_frames(videos / "eval_000000040.mp4")) == EPISODE_STEPS + 1

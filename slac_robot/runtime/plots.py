@@ -184,6 +184,66 @@ def start_error_table(start_errors: dict[str, dict[str, list[list[tuple[float, b
     return rows
 
 
+def read_train_start_errors(train_episodes_csv: pathlib.Path) -> list[tuple[int, float, bool]]:
+    """(env_steps at the episode's end, goal - valve at the start in rad, success) of every training
+    episode of one run's train_episodes.csv whose row has its start error; [] where none has
+    (PointReach, or rows written before the column)."""
+    import csv
+
+    with open(train_episodes_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [(int(r["env_steps"]), float(r["start_error_rad"]), r["success"] == "True") for r in rows
+            if r.get("start_error_rad") not in (None, "", "nan")]
+
+
+def train_start_error_table(starts: dict[str, dict[str, list[list[tuple[int, float, bool]]]]],
+                            bin_width_rad: float, block_env_steps: int) -> list[dict[str, object]]:
+    """Rows (setting, agent, block of env steps, start error bin, episodes, success rate): the
+    success of the exploring training episodes by how far, and which way, the valve started from
+    its goal, per block of steps, pooled over seeds: which starts are being learnt, and how fast.
+    starts: setting -> agent -> one read_train_start_errors result per seed."""
+    rows: list[dict[str, object]] = []
+    for setting, agents in starts.items():
+        bins = value_bins([e for seeds in agents.values() for run in seeds for _, e, _ in run], bin_width_rad)
+        for agent, seeds in sorted(agents.items()):
+            episodes = [(steps // block_env_steps, _bin_index(e, bins), ok) for run in seeds for steps, e, ok in run]
+            for block in sorted({b for b, _, _ in episodes}):
+                for index, (low, high) in enumerate(bins):
+                    inside = [ok for b, i, ok in episodes if b == block and i == index]
+                    if inside:
+                        rows.append({"setting": setting, "agent": agent,
+                                     "env_steps_low": block * block_env_steps,
+                                     "env_steps_high": (block + 1) * block_env_steps,
+                                     "start_error_low_rad": round(low, 3), "start_error_high_rad": round(high, 3),
+                                     "episodes": len(inside), "success_rate": round(sum(inside) / len(inside), 3)})
+    return rows
+
+
+def plot_success_by_start_over_steps(rows: list[dict[str, object]], path: pathlib.Path) -> None:
+    """train_start_error_table's rows as lines: one panel per goal setting and agent, the success of
+    the training episodes against environment steps (each block's middle), one line per start
+    error bin."""
+    panels = list(dict.fromkeys((str(r["setting"]), str(r["agent"])) for r in rows))
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.4), dpi=100, squeeze=False)
+    for column, (setting, agent) in enumerate(panels):
+        ax = axes[0, column]
+        mine = [r for r in rows if (r["setting"], r["agent"]) == (setting, agent)]
+        bins = sorted({(r["start_error_low_rad"], r["start_error_high_rad"]) for r in mine})
+        for k, (low, high) in enumerate(bins):  # blue: the valve's angle must fall; red: rise
+            line = [r for r in mine if (r["start_error_low_rad"], r["start_error_high_rad"]) == (low, high)]
+            ax.plot([(r["env_steps_low"] + r["env_steps_high"]) / 2 for r in line], [r["success_rate"] for r in line],
+                    marker="o", markersize=3, color=plt.cm.coolwarm(k / max(len(bins) - 1, 1)),
+                    label=f"[{low:+.2f},{high:+.2f})")
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_title(f"task={setting}, {agent}")
+        ax.set_xlabel("environment steps")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, loc="best", title="goal - valve at the start (rad)", title_fontsize=6)
+    axes[0, 0].set_ylabel("training episodes' success rate")
+    figure.tight_layout()
+    _save(figure, path)
+
+
 def budget_table(runs: dict[str, dict[str, list[tuple[int, np.ndarray, np.ndarray]]]],
                  budget_env_steps: dict[str, int], target_success: dict[str, float],
                  last_evaluations: int) -> list[dict[str, object]]:
