@@ -721,6 +721,7 @@ def plot_results(cfg: DictConfig) -> int:
     budget_env_steps, target_success = _budgets(cfg.at_budget)
     train_bin_width_rad = require_positive("train_by_start_error.bin_width_rad", cfg.train_by_start_error.bin_width_rad)
     block_env_steps = require_int("train_by_start_error.block_env_steps", cfg.train_by_start_error.block_env_steps)
+    min_episodes = require_int("train_by_start_error.min_episodes", cfg.train_by_start_error.min_episodes)
     curves: dict[str, dict[str, list]] = {}
     seeded: dict[str, dict[str, list]] = {}  # setting -> agent -> (seed, env_steps, success_rate) per run
     per_goal: dict[str, dict[str, list]] = {}
@@ -768,7 +769,7 @@ def plot_results(cfg: DictConfig) -> int:
         plot_binned_success(rows, out.with_name(out.stem + "_by_start_error.png"), "start_error_low_rad",
                             "start_error_high_rad", "goal - valve at the start (rad)")
         print(f"success by the valve's start error over the same evaluations: {table} and its figure")
-    rows = train_start_error_table(train_starts, train_bin_width_rad, block_env_steps)
+    rows = train_start_error_table(train_starts, train_bin_width_rad, block_env_steps, min_episodes)
     if rows:
         table = out.with_name(out.stem + "_train_by_start_error.csv")
         write_atomically(table, csv_text(list(rows[0]), rows).encode())

@@ -325,7 +325,7 @@ def test_plot_results_tabulates_the_training_episodes_success_by_start_error_per
     (older / "eval.csv").write_text(header + "120,3,1,0,+1.57:1.000/0.0/2\n")
     (older / "train_episodes.csv").write_text("episode,env_steps,return,success\n1,40,0,True\n")
     assert main(["plot-results", f"root={tmp_path}", "train_by_start_error.bin_width_rad=2.0",
-                 "train_by_start_error.block_env_steps=100"]) == 0
+                 "train_by_start_error.block_env_steps=100", "train_by_start_error.min_episodes=1"]) == 0
     assert "the training episodes' success by the valve's start error, per 100 steps" in capsys.readouterr().out
     rows = (tmp_path / "comparison_train_by_start_error.csv").read_text().splitlines()
     assert rows == ["setting,agent,env_steps_low,env_steps_high,start_error_low_rad,start_error_high_rad,episodes,"
@@ -336,3 +336,11 @@ def test_plot_results_tabulates_the_training_episodes_success_by_start_error_per
     assert (tmp_path / "comparison_train_by_start_error.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["plot-results", f"root={tmp_path}", "train_by_start_error.block_env_steps=0"]) == 2
     assert "train_by_start_error.block_env_steps" in capsys.readouterr().err
+    assert main(["plot-results", f"root={tmp_path}", "train_by_start_error.bin_width_rad=2.0",
+                 "train_by_start_error.block_env_steps=100", "train_by_start_error.min_episodes=2"]) == 0
+    rows = (tmp_path / "comparison_train_by_start_error.csv").read_text().splitlines()
+    assert rows[1:] == ["fixed,slac_cpu,0,100,-4.0,-2.0,2,0.5", "fixed,slac_cpu,0,100,0.0,2.0,2,0.5",
+                        "fixed,slac_cpu,100,200,2.0,4.0,2,0.5"]  # every cell holds 2
+    assert main(["plot-results", f"root={tmp_path}", f"out={tmp_path / 'few.png'}", "train_by_start_error.min_episodes=3",
+                 "train_by_start_error.bin_width_rad=2.0", "train_by_start_error.block_env_steps=100"]) == 0
+    assert not (tmp_path / "few_train_by_start_error.csv").exists()  # no cell holds 3: no table

@@ -197,11 +197,12 @@ def read_train_start_errors(train_episodes_csv: pathlib.Path) -> list[tuple[int,
 
 
 def train_start_error_table(starts: dict[str, dict[str, list[list[tuple[int, float, bool]]]]],
-                            bin_width_rad: float, block_env_steps: int) -> list[dict[str, object]]:
+                            bin_width_rad: float, block_env_steps: int, min_episodes: int) -> list[dict[str, object]]:
     """Rows (setting, agent, block of env steps, start error bin, episodes, success rate): the
     success of the exploring training episodes by how far, and which way, the valve started from
     its goal, per block of steps, pooled over seeds: which starts are being learnt, and how fast.
-    starts: setting -> agent -> one read_train_start_errors result per seed."""
+    starts: setting -> agent -> one read_train_start_errors result per seed. A cell of fewer than
+    min_episodes episodes (a run's last steps past a block's start) gives no row."""
     rows: list[dict[str, object]] = []
     for setting, agents in starts.items():
         bins = value_bins([e for seeds in agents.values() for run in seeds for _, e, _ in run], bin_width_rad)
@@ -210,7 +211,7 @@ def train_start_error_table(starts: dict[str, dict[str, list[list[tuple[int, flo
             for block in sorted({b for b, _, _ in episodes}):
                 for index, (low, high) in enumerate(bins):
                     inside = [ok for b, i, ok in episodes if b == block and i == index]
-                    if inside:
+                    if len(inside) >= min_episodes:
                         rows.append({"setting": setting, "agent": agent,
                                      "env_steps_low": block * block_env_steps,
                                      "env_steps_high": (block + 1) * block_env_steps,
