@@ -15,6 +15,9 @@ import numpy as np  # noqa: E402
 from slac_robot.storage import write_atomically  # noqa: E402
 
 
+PANELS_PER_ROW = 4  # a figure of many runs wraps its panels into rows of this many
+
+
 def _save(figure, path: pathlib.Path) -> None:
     """Writes the figure to path whole or not at all (a full disk leaves the previous plot), and
     closes it."""
@@ -225,13 +228,20 @@ def plot_success_by_start_over_steps(rows: list[dict[str, object]], path: pathli
     the training episodes against environment steps (each block's middle), one line per start
     error bin."""
     panels = list(dict.fromkeys((str(r["setting"]), str(r["agent"])) for r in rows))
-    figure, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.4), dpi=100, squeeze=False)
-    for column, (setting, agent) in enumerate(panels):
-        ax = axes[0, column]
+    columns = min(len(panels), PANELS_PER_ROW)
+    lines = math.ceil(len(panels) / columns)
+    figure, axes = plt.subplots(lines, columns, figsize=(4.5 * columns, 3.4 * lines), dpi=100, squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for panel, (setting, agent) in enumerate(panels):
+        ax = axes.flat[panel]
         mine = [r for r in rows if (r["setting"], r["agent"]) == (setting, agent)]
-        bins = sorted({(r["start_error_low_rad"], r["start_error_high_rad"]) for r in mine})
-        for k, (low, high) in enumerate(bins):  # blue: the valve's angle must fall; red: rise
+        # one colour per bin across the setting's panels: blue, the valve's angle must fall; red, rise
+        bins = sorted({(r["start_error_low_rad"], r["start_error_high_rad"]) for r in rows if r["setting"] == setting})
+        for k, (low, high) in enumerate(bins):
             line = [r for r in mine if (r["start_error_low_rad"], r["start_error_high_rad"]) == (low, high)]
+            if not line:
+                continue
             ax.plot([(r["env_steps_low"] + r["env_steps_high"]) / 2 for r in line], [r["success_rate"] for r in line],
                     marker="o", markersize=3, color=plt.cm.coolwarm(k / max(len(bins) - 1, 1)),
                     label=f"[{low:+.2f},{high:+.2f})")
@@ -240,7 +250,8 @@ def plot_success_by_start_over_steps(rows: list[dict[str, object]], path: pathli
         ax.set_xlabel("environment steps")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6, loc="best", title="goal - valve at the start (rad)", title_fontsize=6)
-    axes[0, 0].set_ylabel("training episodes' success rate")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("training episodes' success rate")
     figure.tight_layout()
     _save(figure, path)
 
