@@ -712,7 +712,6 @@ def plot_results(cfg: DictConfig) -> int:
                                           plot_success_by_start_over_steps, read_eval_curve, read_per_goal,
                                           read_start_errors, read_train_start_errors, start_error_table,
                                           train_start_error_table)
-    from slac_robot.storage import csv_text
 
     root = pathlib.Path(str(cfg.root))
     last_evaluations = require_int("per_goal.last_evaluations", cfg.per_goal.last_evaluations, minimum=1)
@@ -758,28 +757,24 @@ def plot_results(cfg: DictConfig) -> int:
     print(f"{runs} runs in {len(curves)} goal settings: {out}")
     rows = per_goal_table(per_goal, bin_width_rad, set(cfg.per_goal.binned_settings))
     if rows:
-        table = out.with_name(out.stem + "_per_goal.csv")
-        write_atomically(table, csv_text(list(rows[0]), rows).encode())
+        table = _write_table(out, "_per_goal", rows)
         plot_binned_success(rows, out.with_name(out.stem + "_per_goal.png"))
         print(f"success per goal over each run's last {last_evaluations} evaluations: {table} and its figure")
     rows = start_error_table(start_errors, start_bin_width_rad)
     if rows:
-        table = out.with_name(out.stem + "_by_start_error.csv")
-        write_atomically(table, csv_text(list(rows[0]), rows).encode())
+        table = _write_table(out, "_by_start_error", rows)
         plot_binned_success(rows, out.with_name(out.stem + "_by_start_error.png"), "start_error_low_rad",
                             "start_error_high_rad", "goal - valve at the start (rad)")
         print(f"success by the valve's start error over the same evaluations: {table} and its figure")
     rows = train_start_error_table(train_starts, train_bin_width_rad, block_env_steps, min_episodes)
     if rows:
-        table = out.with_name(out.stem + "_train_by_start_error.csv")
-        write_atomically(table, csv_text(list(rows[0]), rows).encode())
+        table = _write_table(out, "_train_by_start_error", rows)
         plot_success_by_start_over_steps(rows, out.with_name(out.stem + "_train_by_start_error.png"))
         print(f"the training episodes' success by the valve's start error, per {block_env_steps} steps: "
               f"{table} and its figure")
     rows = budget_table(seeded, budget_env_steps, target_success, last_evaluations)
     if rows:
-        table = out.with_name(out.stem + "_at_budget.csv")
-        write_atomically(table, csv_text(list(rows[0]), rows).encode())
+        table = _write_table(out, "_at_budget", rows)
         print(f"each run at its goal setting's step budget (at_budget), and the median over seeds: {table}")
         for row in rows:
             if row["seed"] == "median":
@@ -788,6 +783,16 @@ def plot_results(cfg: DictConfig) -> int:
                       f"every seed at >= {row['last_env_steps']} steps), mean of the last "
                       f"{last_evaluations} {row['mean_last']:.2f}")
     return 0
+
+
+def _write_table(figure: pathlib.Path, suffix: str, rows: list[dict[str, object]]) -> pathlib.Path:
+    """Writes rows (dicts with the same keys) as <figure's stem><suffix>.csv beside the figure,
+    atomically; returns its path."""
+    from slac_robot.storage import csv_text
+
+    table = figure.with_name(figure.stem + suffix + ".csv")
+    write_atomically(table, csv_text(list(rows[0]), rows).encode())
+    return table
 
 
 def _budgets(at_budget: DictConfig) -> tuple[dict[str, int], dict[str, float]]:

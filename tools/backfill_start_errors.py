@@ -4,8 +4,9 @@ those columns were written, from the run's own episode files (replay/).
     python tools/backfill_start_errors.py runs/train/<run> [more runs...]
 
 The k-th row (k from 0) is the k-th episode file, replay/episode_<k>_<steps>.npz, checked against
-the row's step count (older versions numbered the rows' episodes from 0, newer from 1); the errors are computed as the task computes them: goal - valve, wrapped to
-[-pi, pi), from the recorded (cos, sin) of both, after the reset and at the last whole step.
+the row's step count (older versions numbered the rows' episodes from 0, newer from 1). The
+errors are the task's (tasks/valve_turn.wrap_to_pi of goal - valve), from the recorded (cos, sin)
+of both, after the reset and at the last whole step.
 Rows that have the errors already are kept as they are; the file is replaced atomically. Stop
 the run first (its trainer appends to the file). Runs of a Ray session (rows per robot) and
 PointReach runs are refused.
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 import pathlib
 import sys
 
@@ -23,13 +23,17 @@ import numpy as np
 
 from slac_robot.agent.replay import episode_file_name
 from slac_robot.storage import csv_text, write_atomically
+from slac_robot.tasks.valve_turn import wrap_to_pi
 
 
 def signed_errors_rad(episode_file: pathlib.Path) -> tuple[float, float]:
-    """(goal - valve after the reset, at the last step), wrapped to [-pi, pi), of one episode file."""
+    """(goal - valve after the reset, at the last step), wrapped to [-pi, pi), of one episode file.
+    Raises SystemExit with one line when the file records no valve (a PointReach run)."""
     with np.load(episode_file) as episode:
+        if "obs_valve" not in episode:
+            raise SystemExit(f"{episode_file} records no valve (a PointReach run?); nothing was changed")
         valve, goal = (np.arctan2(episode[k][:, 1], episode[k][:, 0]) for k in ("obs_valve", "obs_goal"))
-    error = (goal - valve + math.pi) % (2 * math.pi) - math.pi
+    error = wrap_to_pi(goal - valve)  # elementwise, in the file's float32
     return float(error[0]), float(error[-1])
 
 
@@ -51,9 +55,6 @@ def backfill(run_dir: pathlib.Path) -> int:
         if not path.is_file():
             raise SystemExit(f"{table}: row {index + 1} (episode {row['episode']}, {steps} steps) has no file "
                              f"{path}; the rows and the episode files do not match, nothing was changed")
-        with np.load(path) as recorded:
-            if "obs_valve" not in recorded:
-                raise SystemExit(f"{path} records no valve (a PointReach run?); nothing was changed")
         row["start_error_rad"], row["final_error_rad"] = (round(e, 4) for e in signed_errors_rad(path))
         filled += 1
     header = list(rows[0]) + [k for k in ("start_error_rad", "final_error_rad") if k not in rows[0]]
