@@ -31,8 +31,8 @@ if TYPE_CHECKING:
     import torch
 
     from slac_robot.agent.base import Agent
-    from slac_robot.agent.sac_baseline import SacAgent, SacConfig
-    from slac_robot.agent.slac import SlacAgent, SlacConfig
+    from slac_robot.agent.sac_baseline import SacConfig
+    from slac_robot.agent.slac import SlacConfig
     from slac_robot.agent.replay import SequenceReplay
     from slac_robot.calibration.boards import Board
     from slac_robot.calibration.joints import JointCalibration

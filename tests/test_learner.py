@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
 
-from slac_robot.agent.slac import SlacAgent, SlacConfig
+from slac_robot.agent.slac import SlacAgent
 from slac_robot.agent.checkpoint import CheckpointError
 from slac_robot.agent.history import PolicyHistory
 from slac_robot.agent.replay import EpisodeWriter, SequenceReplay

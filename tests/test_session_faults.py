@@ -339,7 +339,7 @@ def test_a_trip_during_an_evaluation_fails_that_episode_and_the_session_goes_on(
     session.at_step[(3, 4)] = camera.freeze
     session.at_reset[4] = lambda: camera.freeze(False)
     session.train()
-    trip = session.assert_trip(faults.STALE_FRAME, episode=3, step=5)
+    session.assert_trip(faults.STALE_FRAME, episode=3, step=5)
     assert session.asked == [] and session.robot_safe_at_reset[4]
     with open(session.run_dir / "eval.csv", newline="") as f:
         first = next(csv.DictReader(f))
@@ -416,7 +416,7 @@ def test_nan_actions_are_refused_then_trip_and_the_session_goes_on(make_session)
     refused = session.events("refused_action")
     assert [(e["episode"], e["step"]) for e in refused] == [(2, i) for i in range(limit)]
     assert all(np.isnan(e["action"]).all() for e in refused)
-    trip = session.assert_trip(faults.REFUSED_ACTIONS, episode=2, step=limit)
+    session.assert_trip(faults.REFUSED_ACTIONS, episode=2, step=limit)
     assert session.asked == [] and session.robot_safe_at_reset[3]
     # the steps before the trip, every refused action recorded as the hold it became
     session.assert_recorded(finished=[1, 3, 4], tripped=[(2, limit - 1, faults.REFUSED_ACTIONS)])
