@@ -59,7 +59,7 @@ def evaluate(cfg: DictConfig) -> int:
 
         cfg.agent = load_saved_config(saved, "run").agent
     try:
-        return _run_rollout(cfg, "eval", lambda env: _trained_policy(cfg, env, paths))
+        return _run_rollout(cfg, "eval", lambda env: _trained_policy(cfg, env, paths), spread_goals=True)
     except CheckpointError as error:
         print(f"slac-robot eval: {error}", file=sys.stderr)
         return 1
@@ -102,8 +102,10 @@ def _trained_policy(cfg: DictConfig, env, paths: list[pathlib.Path]):
     return AgentPolicy(agent, env.observation_space, explore=bool(cfg.explore))
 
 
-def _run_rollout(cfg: DictConfig, command: str, make_policy) -> int:
-    """Runs cfg.episodes episodes of make_policy(env) with metrics, videos and a plot (rollout, eval)."""
+def _run_rollout(cfg: DictConfig, command: str, make_policy, spread_goals: bool = False) -> int:
+    """Runs cfg.episodes episodes of make_policy(env) with metrics, videos and a plot (rollout, eval);
+    spread_goals: the goals spread over the task's (env.evaluation_options), as the trainer's
+    evaluations, rather than drawn."""
     from slac_robot.backends import make_env, task_kind
     from slac_robot.runtime.rollout import run_episodes
     from slac_robot.runtime.stop import Interrupted, StopSignal
@@ -130,6 +132,7 @@ def _run_rollout(cfg: DictConfig, command: str, make_policy) -> int:
                 agent_video_scale=cfg.video.agent_scale,
                 view_video=bool(cfg.video.view),
                 stop=stop,
+                reset_options=env.evaluation_options(episodes) if spread_goals else None,
             )
     except Interrupted as interrupt:
         env.make_safe(f"stopped by {interrupt.signal_name}")

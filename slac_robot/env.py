@@ -116,8 +116,11 @@ class ValveTurnEnv(gym.Env):
         valve did not arrive, SafetyTrip when the monitor or the backend failed on the way."""
         super().reset(seed=seed)
         options = options or {}
-        self.goal_rad = float(options.get("goal_rad", self.task.sample_goal(self.np_random)))
-        valve_rad = float(options.get("valve_rad", self.task.sample_initial_valve(self.np_random)))
+        # Both draws are made whatever the options say, so a seed starts the valve at the same
+        # angle with the task's goal or a given one (an evaluation's episodes, evaluation_options).
+        goal_rad, valve_rad = self.task.sample_goal(self.np_random), self.task.sample_initial_valve(self.np_random)
+        self.goal_rad = float(options.get("goal_rad", goal_rad))
+        valve_rad = float(options.get("valve_rad", valve_rad))
         self._state = None
         self._steps = 0
         self._episodes += 1
@@ -137,6 +140,11 @@ class ValveTurnEnv(gym.Env):
             self.trip(fault)
         self._state = state
         return self._observation(state, frame), self._info(state, self.task.reward_terms(state, self.goal_rad))
+
+    def evaluation_options(self, count: int) -> list[dict[str, Any]]:
+        """reset()'s options for an evaluation's count episodes (episode i: reset(seed=i,
+        options=...[i])): the goals spread over the goal setting's goals, every one evaluated."""
+        return [{"goal_rad": goal_rad} for goal_rad in self.task.evaluation_goals_rad(count)]
 
     def step(self, action: np.ndarray):
         if self._state is None:

@@ -91,6 +91,15 @@ def test_random_goal_honours_a_configured_range():
     assert draws.max() - draws.min() > 0.4
 
 
+@pytest.mark.parametrize("setting, count, expected", [
+    ("fixed", 3, [math.pi / 2] * 3),
+    ("three_goal", 7, [*THREE_GOALS, *THREE_GOALS, THREE_GOALS[0]]),
+    ("random", 4, [-3 * math.pi / 8, -math.pi / 8, math.pi / 8, 3 * math.pi / 8]),  # slices' midpoints
+])
+def test_an_evaluation_spreads_its_episodes_over_every_goal(setting, count, expected):
+    assert task_from(f"task={setting}").evaluation_goals_rad(count) == pytest.approx(expected, abs=1e-6)
+
+
 def test_goal_draws_are_reproducible_from_the_seed():
     task = task_from("task=random")
     first = [task.sample_goal(np.random.default_rng(5)) for _ in range(3)]

@@ -96,6 +96,17 @@ def test_each_evaluation_episode_has_a_row_with_its_start_and_final_error(run):
         assert (row["goal"], row["steps"], row["trip"]) == ("+1.57", str(EPISODE_STEPS), "")
 
 
+def test_a_three_goal_evaluation_evaluates_every_goal(tmp_path):
+    assert train(tmp_path, "task=three_goal", "schedule.total_env_steps=20", "schedule.eval_episodes=3") == 0
+    with open(tmp_path / "eval_episodes.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["seed"], r["goal"]) for r in rows] == [("0", "-1.57"), ("1", "+0.00"), ("2", "+1.57")]
+    with open(tmp_path / "eval.csv", newline="") as f:
+        per_goal = [entry.split(":") for entry in next(csv.DictReader(f))["per_goal"].split(";")]
+    assert sorted((goal, figures.split("/")[2]) for goal, figures in per_goal) == [
+        ("+0.00", "1"), ("+1.57", "1"), ("-1.57", "1")]  # one episode of each goal
+
+
 def test_each_training_episode_has_a_row_with_its_start_and_final_error(run):
     with open(run / "train_episodes.csv", newline="") as f:
         rows = list(csv.DictReader(f))

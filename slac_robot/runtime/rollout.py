@@ -42,8 +42,10 @@ def run_episodes(
     agent_video_scale: int,
     view_video: bool,
     stop: StopSignal | None = None,
+    reset_options: list[dict] | None = None,
 ) -> list[EpisodeMetrics]:
-    """Runs `episodes` episodes, seeded seed, seed+1, ...; writes into out_dir:
+    """Runs `episodes` episodes, seeded seed, seed+1, ..., episode i reset with reset_options[i]
+    when given (env.evaluation_options: the goals spread over the task's); writes into out_dir:
 
     episodes.csv                  one row of EpisodeMetrics per episode (written as it ends);
     valve_error.png               each episode's goal - valve angle against time;
@@ -67,7 +69,8 @@ def run_episodes(
                 if view_video:
                     videos["view"] = VideoWriter(out_dir / f"episode_{episode:03d}_view.mp4", fps)
                 try:
-                    metrics, episode_errors = _run_one(env, policy, episode, seed + episode, videos, progress, stop)
+                    options = reset_options[episode] if reset_options is not None else None
+                    metrics, episode_errors = _run_one(env, policy, episode, seed + episode, options, videos, progress, stop)
                 finally:  # an interrupted episode still leaves playable videos
                     for video in videos.values():
                         video.close()
@@ -95,9 +98,9 @@ def _csv_lines(fields: list[str], row: dict | None) -> bytes:
     return text.getvalue().encode()
 
 
-def _run_one(env, policy, episode, seed, videos, progress, stop) -> tuple[EpisodeMetrics, np.ndarray]:
+def _run_one(env, policy, episode, seed, options, videos, progress, stop) -> tuple[EpisodeMetrics, np.ndarray]:
     """Runs one episode; returns its metrics and its error (goal - valve) at every step."""
-    observation, info = env.reset(seed=seed)
+    observation, info = env.reset(seed=seed, options=options)
     policy.reset(seed)
     initial_valve_rad = info["valve_rad"]
     refused_before = info["refused_actions"]

@@ -494,12 +494,13 @@ class Trainer:
         returns, eval_steps, episodes = [], 0, []
         video_dir = self.run_dir / "videos"
         video_dir.mkdir(parents=True, exist_ok=True)
+        options = self.eval_env.unwrapped.evaluation_options(self.schedule.eval_episodes)
         for seed in range(self.schedule.eval_episodes):
             video = None
             if seed == 0:
                 video = VideoWriter(video_dir / f"eval_{p.env_steps:09d}.mp4", self.fps, self.video_scale)
             try:
-                episode = self._eval_episode(seed=seed, video=video)
+                episode = self._eval_episode(seed, options[seed], video)
             finally:
                 if video is not None:
                     video.close()
@@ -554,19 +555,20 @@ class Trainer:
         return heldout_probe(self.agent, self.replay, self.run_dir / "eval_replay", heldout_steps,
                              np.random.default_rng(self.progress.env_steps))
 
-    def _eval_episode(self, seed: int, video: VideoWriter | None) -> EvalEpisode:
+    def _eval_episode(self, seed: int, options: dict, video: VideoWriter | None) -> EvalEpisode:
         """One episode of the deterministic policy, recorded in eval_replay/."""
         try:
-            return self._run_eval_episode(seed, video)
+            return self._run_eval_episode(seed, options, video)
         except BaseException:
             self.eval_writer.discard_episode()
             raise
 
-    def _run_eval_episode(self, seed: int, video: VideoWriter | None) -> EvalEpisode:
-        # Evaluation episodes are seeded by their index: the same goals and starts every time.
+    def _run_eval_episode(self, seed: int, options: dict, video: VideoWriter | None) -> EvalEpisode:
+        # Evaluation episodes are seeded by their index and given their goal (evaluation_options):
+        # the same goals and starts every time.
         episode_return, steps, info, start_info, trip = 0.0, 0, {}, {}, ""
         try:
-            obs, info = self.eval_env.reset(seed=seed)
+            obs, info = self.eval_env.reset(seed=seed, options=options)
             start_info = info
             self.eval_writer.start_episode(obs)
             history = make_history(self.agent, self.eval_env.observation_space)

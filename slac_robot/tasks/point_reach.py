@@ -130,6 +130,11 @@ class PointReachEnv(gym.Env):
         self._started = True
         return self._observation(), self._info(self._reward_terms())
 
+    def evaluation_options(self, count: int) -> list[dict[str, Any]]:
+        """reset()'s options for an evaluation's count episodes: none, the goals are the seeds'
+        draws (PointReach's evaluation is a learning check, not read per goal)."""
+        return [{} for _ in range(count)]
+
     def step(self, action: np.ndarray):
         if not self._started:
             raise RuntimeError("call reset() before step()")

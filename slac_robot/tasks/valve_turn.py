@@ -110,6 +110,17 @@ class ValveTurnTask:
             return THREE_GOALS_RAD[rng.integers(len(THREE_GOALS_RAD))]
         return float(rng.uniform(*self.random_goal_range_rad))
 
+    def evaluation_goals_rad(self, count: int) -> list[float]:
+        """The goals of an evaluation's count episodes, spread evenly over the goal setting's
+        goals so that every goal is evaluated however few the episodes: the fixed goal; the three
+        goals in turn; the midpoints of count equal slices of the random range."""
+        if self.goal_setting == "fixed":
+            return [self.fixed_goal_rad] * count
+        if self.goal_setting == "three_goal":
+            return [THREE_GOALS_RAD[i % len(THREE_GOALS_RAD)] for i in range(count)]
+        low, high = self.random_goal_range_rad
+        return [low + (high - low) * (i + 0.5) / count for i in range(count)]
+
     def sample_initial_valve(self, rng: np.random.Generator) -> float:
         """Draws the valve angle a new episode starts from."""
         if self.initial_valve_rad is not None:
