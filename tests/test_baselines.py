@@ -61,8 +61,12 @@ def test_each_agent_trains_and_evaluates_on_the_valve(agent, tmp_path):
         assert np.sum(steps * per_episode) / steps.sum() == pytest.approx(float(rows[-1][name]), abs=2e-4)
     assert len(list((run / "eval_replay").glob("episode_*.npz"))) == 4  # held out: not in the replay
     assert len(list((run / "replay").glob("episode_*.npz"))) == 6
-    assert main(["eval", f"run={run}", "episodes=1", f"out_dir={tmp_path / 'eval'}", "video.view=false",
-                 f"task.episode_steps={VALVE_STEPS}"]) == 0
+    # the policy tried on three goals: one episode each, as the trainer's evaluations spread them
+    assert main(["eval", f"run={run}", "task=three_goal", "episodes=3", f"out_dir={tmp_path / 'eval'}",
+                 "video.view=false", f"task.episode_steps={VALVE_STEPS}"]) == 0
+    with open(tmp_path / "eval" / "episodes.csv", newline="") as f:
+        goals = [float(r["goal_rad"]) for r in csv.DictReader(f)]
+    assert goals == pytest.approx([-np.pi / 2, 0.0, np.pi / 2])
 
 
 POINT_SCHEDULE = Schedule(
