@@ -70,7 +70,8 @@ def run_episodes(
                     videos["view"] = VideoWriter(out_dir / f"episode_{episode:03d}_view.mp4", fps)
                 try:
                     options = reset_options[episode] if reset_options is not None else None
-                    metrics, episode_errors = _run_one(env, policy, episode, seed + episode, options, videos, progress, stop)
+                    metrics, episode_errors = _run_one(
+                        env, policy, episode, seed + episode, options, videos, progress, stop)
                 finally:  # an interrupted episode still leaves playable videos
                     for video in videos.values():
                         video.close()
