@@ -150,6 +150,32 @@ def test_a_run_from_before_the_error_columns_gets_them_back_from_its_episode_fil
     assert (copy / "train_episodes.csv").read_text() == old_text  # nothing changed
 
 
+def test_the_critic_values_tool_groups_a_slac_runs_episodes_by_how_they_ended(run):
+    import sys
+
+    ends = []
+    for path in sorted((run / "replay").glob("episode_*.npz")):
+        with np.load(path) as episode:
+            ends.append(float(np.arctan2(episode["obs_valve"][-1, 1], episode["obs_valve"][-1, 0])))
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def groups(*args: str) -> dict[str, list[float]]:
+        done = subprocess.run([sys.executable, "tools/critic_values.py", str(run), *args],
+                              capture_output=True, text=True, cwd=repo)
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.splitlines()[1:]  # after the header: group, episodes, Q first, Q last, reward
+        return {line.rsplit(None, 4)[0].strip(): [float(x) for x in line.rsplit(None, 4)[1:]] for line in lines}
+
+    # the second episode's end, asked about: it is the one episode that ended there
+    found = groups("--valve-rad", f"{ends[1]:.6f}", "--tolerance-rad", "0.0001")
+    ended_at = f"ended at {ends[1]:+.2f}"
+    assert set(found) == {"succeeded", ended_at, "other failures"}
+    assert found[ended_at][0] == 1 and sum(v[0] for v in found.values()) == 4  # no trips in this run
+    assert all(np.isfinite(found[g][1:]).all() for g in found if found[g][0] > 0)
+    # --from-steps leaves out the episodes recorded before: two of 10 steps each
+    assert sum(v[0] for v in groups("--from-steps", "21").values()) == 2
+
+
 def test_a_run_writes_evaluation_and_model_videos(run):
     videos = run / "videos"
     assert len(video_frames(videos / "eval_000000040.mp4")) == EPISODE_STEPS + 1
