@@ -21,7 +21,7 @@ import sys
 
 import numpy as np
 
-from slac_robot.agent.replay import episode_file_name
+from slac_robot.agent.replay import episode_files_of_rows
 from slac_robot.storage import csv_text, write_atomically
 from slac_robot.tasks.valve_turn import wrap_to_pi
 
@@ -45,13 +45,11 @@ def backfill(run_dir: pathlib.Path) -> int:
         rows = list(csv.DictReader(f))
     if not rows or "robot" in rows[0]:
         raise SystemExit(f"{table}: no rows, or a Ray session's rows per robot; nothing to fill")
-    filled, previous_steps = 0, 0
-    for index, row in enumerate(rows):
-        env_steps = int(row["env_steps"])
-        steps, previous_steps = env_steps - previous_steps, env_steps
+    filled = 0
+    files = episode_files_of_rows(run_dir / "replay", [int(row["env_steps"]) for row in rows])
+    for index, (row, (steps, path)) in enumerate(zip(rows, files)):
         if row.get("start_error_rad"):
             continue
-        path = run_dir / "replay" / episode_file_name(index, steps)
         if not path.is_file():
             raise SystemExit(f"{table}: row {index + 1} (episode {row['episode']}, {steps} steps) has no file "
                              f"{path}; the rows and the episode files do not match, nothing was changed")

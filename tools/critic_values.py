@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from slac_robot.agent.checkpoint import load_latest_checkpoint
-from slac_robot.agent.replay import episode_file_name, read_episode
+from slac_robot.agent.replay import episode_files_of_rows, read_episode
 from slac_robot.backends import make_agent, make_env, vector_dims
 from slac_robot.config import load_saved_config
 from slac_robot.tasks.valve_turn import wrap_to_pi
@@ -61,7 +61,7 @@ def critic_along(agent, episode) -> np.ndarray:
 def critic_values(run_dir: pathlib.Path, from_steps: int, valve_rad: float, tolerance_rad: float,
                   episodes: int) -> dict[str, GroupValues]:
     """The three groups' values, keyed "succeeded", "ended at <valve_rad>", "other failures".
-    Raises SystemExit with one line for a run that is not a SLAC valve run with those columns."""
+    Raises SystemExit with one line for a run that is not a one-actor SLAC run."""
     cfg = load_saved_config(run_dir / "config.yaml", "run")
     env = make_env(cfg)
     try:
@@ -76,18 +76,16 @@ def critic_values(run_dir: pathlib.Path, from_steps: int, valve_rad: float, tole
     agent.load_state_dict(state["agent"])
     with open(run_dir / "train_episodes.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    if rows and "final_error_rad" not in rows[0]:
-        raise SystemExit(f"{run_dir}/train_episodes.csv has no final_error_rad; "
-                         "python tools/backfill_start_errors.py fills it")
+    if rows and "robot" in rows[0]:
+        raise SystemExit(f"{run_dir}/train_episodes.csv: a Ray session's rows per robot; their episode files "
+                         "are not numbered by row")
     ended_at = f"ended at {valve_rad:+.2f}"
     chosen: dict[str, list] = {"succeeded": [], ended_at: [], "other failures": []}
-    previous_steps = 0
-    for index, row in enumerate(rows):
-        env_steps = int(row["env_steps"])
-        steps, previous_steps = env_steps - previous_steps, env_steps
-        if env_steps < from_steps or row["tripped"]:
+    files = episode_files_of_rows(run_dir / "replay", [int(row["env_steps"]) for row in rows])
+    for row, (_, path) in zip(rows, files):
+        if int(row["env_steps"]) < from_steps or row["tripped"]:
             continue
-        episode = read_episode(run_dir / "replay" / episode_file_name(index, steps), image_shape, action_dim, extras)
+        episode = read_episode(path, image_shape, action_dim, extras)
         final_valve_rad = float(np.arctan2(*episode.extras["valve"][-1][::-1]))
         if row["success"] == "True":
             group = "succeeded"
@@ -99,12 +97,15 @@ def critic_values(run_dir: pathlib.Path, from_steps: int, valve_rad: float, tole
             chosen[group].append(episode)
     values = {}
     for group, members in chosen.items():
+        if not members:
+            values[group] = GroupValues(0, float("nan"), float("nan"), float("nan"))
+            continue
         q = [critic_along(agent, episode) for episode in members]
         values[group] = GroupValues(
             episodes=len(members),
-            q_first=float(np.mean([v[:EDGE_STEPS].mean() for v in q])) if q else float("nan"),
-            q_last=float(np.mean([v[-EDGE_STEPS:].mean() for v in q])) if q else float("nan"),
-            reward_last=float(np.mean([e.rewards[-EDGE_STEPS:].mean() for e in members])) if q else float("nan"),
+            q_first=float(np.mean([v[:EDGE_STEPS].mean() for v in q])),
+            q_last=float(np.mean([v[-EDGE_STEPS:].mean() for v in q])),
+            reward_last=float(np.mean([e.rewards[-EDGE_STEPS:].mean() for e in members])),
         )
     return values
 

@@ -59,7 +59,7 @@ import zlib
 from collections import deque
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -108,6 +108,17 @@ class Episode:
 def episode_file_name(index: int, steps: int) -> str:
     """The file name of the episode with this index and number of steps."""
     return f"episode_{index:0{_INDEX_DIGITS}d}_{steps}.npz"
+
+
+def episode_files_of_rows(replay_dir: Path, env_steps: Sequence[int]) -> list[tuple[int, Path]]:
+    """(steps, file) of the episode behind each row of a one-actor run's train_episodes.csv, given
+    the rows' env_steps in order: the k-th row (k from 0) is the replay's k-th episode, of the
+    row's step increment. The files need not exist; the caller says what a missing one means."""
+    files, previous_steps = [], 0
+    for index, total_steps in enumerate(env_steps):
+        steps, previous_steps = total_steps - previous_steps, total_steps
+        files.append((steps, replay_dir / episode_file_name(index, steps)))
+    return files
 
 
 def _parse_name(name: str) -> tuple[int, int] | None:
