@@ -6,7 +6,8 @@ may. The order is ROBEL's: the top and bottom joints first, with the middle join
 they are, then every joint. The valve motor turns the valve to its start angle once the fingers
 are out of its way, and holds it until the pose is checked; then it lets go. A reset that does
 not arrive (a finger stuck, the valve elsewhere) is retried, then a person is asked; without one
-it raises `ResetFailed`, so that no episode starts from a bad state.
+it raises `ResetFailed`, so that no episode starts from a bad state. In simulation nobody needs
+asking: the backend may give a `put_right` that places the claw at the pose, as a person would.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ class ScriptedReset:
     ask_person: called with a message saying what is wrong; returns True once a person fixed it
         (the reset then tries `attempts` times again), False or None to give up. None: nobody
         to ask (the reset raises ResetFailed after its attempts). Assignable after construction.
+    put_right: the simulation's hand: called with (pose, valve angle) after the attempts failed,
+        places claw and valve there at rest and returns the state; the failure is then kept in
+        `last_put_right` and nobody is asked. None (hardware, the bus emulator): ask or raise.
     """
 
     def __init__(
@@ -57,6 +61,7 @@ class ScriptedReset:
         stall_s: float,
         attempts: int,
         ask_person: Callable[[str], bool | None] | None = None,
+        put_right: Callable[[np.ndarray, float], RobotState] | None = None,
     ):
         self.robot = robot
         self.clock = clock
@@ -68,9 +73,12 @@ class ScriptedReset:
         self._stall_ticks = ticks_in(require_positive("safety.reset.stall_s", stall_s), clock.period_s)
         self.attempts = require_int("safety.reset.attempts", attempts)
         self.ask_person = ask_person
+        self.put_right = put_right
         self._stage_ticks = ticks_in(self.stage_timeout_s, clock.period_s)
         # How many attempts the last call took (1 when the first one arrived); for reports and tests.
         self.last_attempts = 0
+        # The failure that put_right mended in the last call (None: the reset arrived by itself).
+        self.last_put_right: str | None = None
 
     def __call__(self, pose_rad: np.ndarray, valve_rad: float) -> RobotState:
         """Moves the claw to pose_rad (9 joint angles) and the valve to valve_rad; returns the
@@ -81,6 +89,7 @@ class ScriptedReset:
         if outside.size:
             raise ConfigError(f"task.reset_pose_rad puts joints {outside.tolist()} outside the safety joint limits")
         self.last_attempts = 0
+        self.last_put_right = None
         try:
             while True:
                 self.robot.set_torque(True)
@@ -94,6 +103,11 @@ class ScriptedReset:
                     f"the reset failed {self.last_attempts} times: {problem}; check for a blocked finger or a "
                     "valve that does not turn, put them right"
                 )
+                if self.put_right is not None:
+                    state = self.put_right(pose, valve_rad)
+                    if self._problem(state, pose, valve_rad) is None:
+                        self.last_put_right = message
+                        return state
                 # A person may have to touch the claw and the valve: let both go while asking.
                 self.robot.hold_valve(None)
                 self.robot.set_torque(False)

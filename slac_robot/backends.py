@@ -49,6 +49,9 @@ class BackendParts(NamedTuple):
     camera: Camera
     clock: ControlClock
     view_camera: Camera | None
+    # The scripted reset's put_right: places the claw at a pose after a reset failed (the
+    # simulation only; on hardware and the bus emulator a person must, so None).
+    put_right: Callable[[np.ndarray, float], Any] | None = None
 
 
 def _plain(cfg: DictConfig) -> dict[str, Any]:
@@ -122,7 +125,8 @@ def _sim_parts(
 
     simulation = make_simulation(backend)
     robot, agent_camera, view_camera = _sim_pieces(simulation, backend, camera, with_view)
-    return BackendParts(robot, agent_camera, SimClock(simulation), view_camera)
+    put_right = robot.place if backend["put_right_failed_resets"] else None
+    return BackendParts(robot, agent_camera, SimClock(simulation), view_camera, put_right)
 
 
 def make_joint_calibration(calibration_file: str | None) -> "JointCalibration":
@@ -425,9 +429,14 @@ def make_health_monitor(safety: DictConfig | dict[str, Any]) -> HealthMonitor:
 
 
 def make_scripted_reset(
-    safety: DictConfig | dict[str, Any], robot: Robot, clock: ControlClock, action_filter: ActionFilter
+    safety: DictConfig | dict[str, Any],
+    robot: Robot,
+    clock: ControlClock,
+    action_filter: ActionFilter,
+    put_right: Callable[[np.ndarray, float], Any] | None = None,
 ) -> ScriptedReset:
-    """Builds the scripted reset from the `safety.reset` section (nobody to ask: ask_person None)."""
+    """Builds the scripted reset from the `safety.reset` section (nobody to ask: ask_person None;
+    put_right: the backend's, see BackendParts)."""
     reset = safety["reset"]
     return ScriptedReset(
         robot,
@@ -439,6 +448,7 @@ def make_scripted_reset(
         settled_speed_rad_s=reset["settled_speed_rad_s"],
         stall_s=reset["stall_s"],
         attempts=reset["attempts"],
+        put_right=put_right,
     )
 
 
@@ -516,7 +526,7 @@ def make_env(cfg: DictConfig, render: bool = False, realtime: bool = False) -> "
             task=task,
             action_filter=action_filter,
             monitor=monitor,
-            reset=make_scripted_reset(safety, parts.robot, parts.clock, action_filter),
+            reset=make_scripted_reset(safety, parts.robot, parts.clock, action_filter, parts.put_right),
             stop_mode=safety["stop_mode"],
             stop_hold_s=safety["stop_hold_s"],
             image_shape=(camera["height_px"], camera["width_px"], 3),

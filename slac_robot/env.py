@@ -129,6 +129,9 @@ class ValveTurnEnv(gym.Env):
         try:
             self.robot.show_goal(self.goal_rad)
             state = self.scripted_reset(self.task.reset_pose_rad, valve_rad)
+            if self.scripted_reset.last_put_right is not None:  # the simulation freed a wedged finger
+                self._log("reset_put_right", message=self.scripted_reset.last_put_right,
+                          attempts=self.scripted_reset.last_attempts)
             frame, fault = self._read_frame_and_check(state)
         except ResetFailed as error:
             failures = make_safe(self.robot, self.clock, self.stop_mode, self.stop_hold_s)

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from slac_robot.backends import make_scripted_reset
 from slac_robot.config import ConfigError
-from slac_robot.safety import ResetFailed, ScriptedReset
+from slac_robot.safety import EventLog, ResetFailed, ScriptedReset, read_events
 from slac_robot.safety.reset import MIDDLE_JOINTS
 from slac_robot.tasks import wrap_to_pi
 
@@ -165,6 +165,34 @@ def test_once_the_person_freed_the_finger_the_reset_tries_again_and_arrives(sim_
     state = reset(RESET_POSE, 0.5)
     assert reset.last_attempts == 3  # two failed, then one after the person
     assert np.all(np.abs(state.joint_pos_rad - RESET_POSE) < reset.tolerance_rad)
+
+
+@pytest.mark.parametrize("put_right", [True, False])
+def test_in_simulation_a_failed_reset_is_put_right_unasked_unless_configured_otherwise(
+    load_cfg, make_fresh_env, tmp_path, put_right
+):
+    """backend=sim places a wedged claw at the reset pose (logged) where a person would free it,
+    so an unattended run goes on; put_right_failed_resets=false keeps the hardware's way."""
+    env = make_fresh_env(load_cfg(f"backend.put_right_failed_resets={put_right}"))
+    env.event_log = EventLog(tmp_path / "events.jsonl")
+    env.scripted_reset.attempts = 2
+    asked = []
+    env.scripted_reset.ask_person = lambda message: asked.append(message) or False
+    env.robot.place(SCRAMBLED, 0.0)
+    block_joint(env, 4)
+    if put_right:
+        obs, _ = env.reset(seed=0)
+        assert asked == []
+        np.testing.assert_allclose(obs["joint_pos"], RESET_POSE, atol=1e-6)
+        env.step(np.zeros(9, dtype=np.float32))  # the episode goes on from there
+        (event,) = read_events(tmp_path / "events.jsonl")
+        assert event["kind"] == "reset_put_right" and event["attempts"] == 2
+        assert "MF middle (joint 4)" in event["message"]
+    else:
+        with pytest.raises(ResetFailed, match=r"MF middle \(joint 4\)"):
+            env.reset(seed=0)
+        assert len(asked) == 1
+        assert [e["kind"] for e in read_events(tmp_path / "events.jsonl")] == ["reset_failed"]
 
 
 def test_a_valve_that_does_not_turn_is_detected(sim_env):
