@@ -729,7 +729,13 @@ def plot_results(cfg: DictConfig) -> int:
     per_goal: dict[str, dict[str, list]] = {}
     start_errors: dict[str, dict[str, list]] = {}
     train_starts: dict[str, dict[str, list]] = {}
-    for eval_csv in sorted(root.glob("*/*/eval.csv")):
+    order = list(budget_env_steps)  # the figure's and tables' goal settings in at_budget's order (the paper's)
+
+    def setting_first(eval_csv: pathlib.Path) -> tuple[int, str]:
+        setting = eval_csv.parent.parent.name
+        return (order.index(setting) if setting in order else len(order), str(eval_csv))
+
+    for eval_csv in sorted(root.glob("*/*/eval.csv"), key=setting_first):
         match = re.fullmatch(r"(.+)_s(\d+)", eval_csv.parent.name)
         if match is None:
             continue

@@ -229,11 +229,12 @@ def test_plot_results_pools_per_goal_success_over_seeds_and_bins_random_goals(tm
     assert "last 1 evaluations" in capsys.readouterr().out
     rows = (tmp_path / "comparison_per_goal.csv").read_text().splitlines()
     assert rows[0] == "setting,agent,goal_low_rad,goal_high_rad,episodes,success_rate"
-    assert rows[1:3] == ["random,sac_state,-2.0,-1.0,1,1.0", "random,sac_state,-1.0,0.0,1,0.0"]
-    assert rows[3] == "random,sac_state,0.0,1.0,1,1.0"  # no row for an empty bin
-    assert rows[4:] == ["three_goal,slac_cpu,-1.57,-1.57,8,0.5",    # (1 + 3) of 8
+    # The settings in at_budget's order (the paper's: fixed, three goals, random), not the alphabet's.
+    assert rows[1:4] == ["three_goal,slac_cpu,-1.57,-1.57,8,0.5",    # (1 + 3) of 8
                          "three_goal,slac_cpu,0.0,0.0,6,0.833",      # (3 + 2) of 6
                          "three_goal,slac_cpu,1.57,1.57,6,0.5"]      # (0 + 3) of 6
+    assert rows[4:6] == ["random,sac_state,-2.0,-1.0,1,1.0", "random,sac_state,-1.0,0.0,1,0.0"]
+    assert rows[6:] == ["random,sac_state,0.0,1.0,1,1.0"]  # no row for an empty bin
     assert (tmp_path / "comparison_per_goal.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["plot-results", f"root={tmp_path}", "per_goal.last_evaluations=0"]) == 2
     assert "per_goal.last_evaluations" in capsys.readouterr().err

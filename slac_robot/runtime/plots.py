@@ -266,9 +266,9 @@ def budget_table(runs: dict[str, dict[str, list[tuple[int, np.ndarray, np.ndarra
     below the budget while a run is short of it), success_at_budget (that evaluation),
     mean_last (the mean of the last last_evaluations of them), first_env_steps_at_target (the first
     evaluation at or above the target, None if none). The median row's last_env_steps is the least
-    of its seeds'. Settings without a budget are left out."""
+    of its seeds'. Settings without a budget are left out; the others in runs' order."""
     rows: list[dict[str, object]] = []
-    for setting, agents in sorted(runs.items()):
+    for setting, agents in runs.items():
         if setting not in budget_env_steps:
             continue
         budget, target = budget_env_steps[setting], target_success[setting]
