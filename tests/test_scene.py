@@ -187,3 +187,17 @@ def test_markers_follow_goal_and_valve_independently(robot, sim, reset_pose):
     marker = sim.data.geom("goal_marker").xpos
     assert np.linalg.norm(marker[:2] - axis[:2]) == pytest.approx(backend.goal_marker_radius_m, abs=1e-6)
     assert marker[2] == pytest.approx(backend.goal_marker_height_m, abs=1e-6)
+
+
+@pytest.mark.parametrize("direction", [1.0, -1.0])
+def test_the_valve_turns_freely_past_whole_turns(robot, sim, reset_pose, direction):
+    """The real valve has no stop. ROBEL's hinge range (+-2pi) stopped a valve whose angle had
+    wandered there through the resets' short-way turns, at what reads as 0 rad."""
+    robot.place(reset_pose, direction * 5.9)  # fingers lifted clear, the valve near a former stop
+    sim.data.qfrc_applied[sim.valve_qvel_index] = direction * 0.05  # N m, pushing it on
+    try:
+        for _ in range(20):
+            sim.step_period()
+    finally:
+        sim.data.qfrc_applied[sim.valve_qvel_index] = 0.0
+    assert direction * robot.read().valve_pos_rad > 2 * math.pi + 0.3
