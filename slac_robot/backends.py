@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from slac_robot.env import ValveTurnEnv
 from slac_robot.agent.history import vector_dims
 from slac_robot.config import ConfigError, load_config, require_int, require_number, require_positive
-from slac_robot.interfaces import Camera, ControlClock, Robot
+from slac_robot.interfaces import Camera, ControlClock, Robot, RobotState
 from slac_robot.policies import Policy, RandomPolicy, ScriptedTurnPolicy
 from slac_robot.runtime.clock import RateKeeper
 from slac_robot.safety import ActionFilter, HealthLimits, HealthMonitor, ScriptedReset
@@ -51,7 +51,7 @@ class BackendParts(NamedTuple):
     view_camera: Camera | None
     # The scripted reset's put_right: places the claw at a pose after a reset failed (the
     # simulation only; on hardware and the bus emulator a person must, so None).
-    put_right: Callable[[np.ndarray, float], Any] | None = None
+    put_right: Callable[[np.ndarray, float], RobotState] | None = None
 
 
 def _plain(cfg: DictConfig) -> dict[str, Any]:
@@ -433,7 +433,7 @@ def make_scripted_reset(
     robot: Robot,
     clock: ControlClock,
     action_filter: ActionFilter,
-    put_right: Callable[[np.ndarray, float], Any] | None = None,
+    put_right: Callable[[np.ndarray, float], RobotState] | None = None,
 ) -> ScriptedReset:
     """Builds the scripted reset from the `safety.reset` section (nobody to ask: ask_person None;
     put_right: the backend's, see BackendParts)."""
