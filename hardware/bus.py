@@ -1,7 +1,7 @@
 """The Dynamixel bus over dynamixel-sdk: transactions with bounded retries and typed errors.
 
 `DynamixelBus` owns the serial port. Each transaction (ping, read, write, sync read, sync
-write, reboot) either returns its result or raises one of `slac_robot.hardware.errors`:
+write, reboot, clear) either returns its result or raises one of `slac_robot.hardware.errors`:
 a timeout or a corrupt status packet is retried `retries` times, after draining the line (a
 late reply must never be taken for the answer to the retry), then raised; a status packet with
 the Alert bit makes the bus read Hardware Error Status and raise `MotorHardwareError`; a serial
@@ -236,6 +236,18 @@ class DynamixelBus:
             return None, result
 
         self._transact(attempt, f"reboot of motor {motor_id}", (motor_id,))
+
+    def clear_multi_turn(self, motor_id: int) -> None:
+        """CLEAR: brings Present Position (extended position mode) back within one turn, keeping
+        the angle; the servo answers Result Fail (MotorRejected) while its shaft turns."""
+
+        def attempt():
+            result, error = self._packets.clearMultiTurn(self._port, motor_id)
+            if result == sdk.COMM_SUCCESS:
+                self._check_error(motor_id, error, "a clear of its multi-turn count")
+            return None, result
+
+        self._transact(attempt, f"clear of the multi-turn count of motor {motor_id}", (motor_id,))
 
     # -- internals ----------------------------------------------------------------------------
     def _check_error(self, motor_id: int, error: int, what: str, alert_ok: bool = False) -> None:

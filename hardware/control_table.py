@@ -15,6 +15,10 @@ EEPROM_END = 64  # addresses below this are EEPROM: writable only with torque of
 TABLE_SIZE = 147  # the registers up to Present Temperature (146); indirect addresses are not used
 
 COUNTS_PER_TURN = 4096
+# Goal Position (116) in the extended position modes: +-256 turns (e-manual, Goal Position). Present
+# Position counts on past it, as a 4-byte value, until a CLEAR instruction or a reboot brings it
+# back within one turn.
+EXTENDED_GOAL_LIMIT_COUNTS = 1_048_575
 RAD_PER_COUNT = 2.0 * math.pi / COUNTS_PER_TURN
 RPM_PER_VELOCITY_COUNT = 0.229
 RAD_S_PER_VELOCITY_COUNT = RPM_PER_VELOCITY_COUNT * 2.0 * math.pi / 60.0

@@ -28,6 +28,8 @@ import numpy as np
 from slac_robot.calibration.joints import JointCalibration
 from slac_robot.hardware.bus import DynamixelBus
 from slac_robot.hardware.control_table import (
+    COUNTS_PER_TURN,
+    EXTENDED_GOAL_LIMIT_COUNTS,
     HEALTH_BLOCK,
     MODELS,
     OPERATING_MODES,
@@ -38,7 +40,15 @@ from slac_robot.hardware.control_table import (
     WATCHDOG_S_PER_COUNT,
     to_signed,
 )
-from slac_robot.hardware.errors import DynamixelError, MotorHardwareError, MotorMissing, PortVanished, WatchdogFired
+from slac_robot.hardware.errors import (
+    RESULT_FAIL,
+    DynamixelError,
+    MotorHardwareError,
+    MotorMissing,
+    MotorRejected,
+    PortVanished,
+    WatchdogFired,
+)
 from slac_robot.interfaces import ControlClock, RobotState
 
 STATE_DTYPE = np.dtype([("current", "<i2"), ("velocity", "<i4"), ("position", "<i4")])
@@ -49,6 +59,10 @@ WATCHDOG_FIRED = -1  # what Bus Watchdog (98) reads once it fired (e-manual 2.4.
 # the watchdogs at once: the servos time the quiet on their own clocks, from packets that the USB
 # adapter may deliver a little late, so the driver's own measure gets a margin.
 SUSPECT_QUIET_FRACTION = 0.5
+# The valve servo counts every turn the fingers give the valve, and a reset's Goal Position must stay
+# within +-256 turns: past half of that, `hold_valve` clears the count first. The margin lets a
+# clear that the servo refuses (the valve still turning) wait for later resets.
+VALVE_CLEAR_COUNTS = EXTENDED_GOAL_LIMIT_COUNTS // 2
 
 
 class DClawRobot:
@@ -209,15 +223,37 @@ class DClawRobot:
 
     def hold_valve(self, valve_rad: float | None) -> None:
         """Turns the valve servo (extended position mode) to valve_rad the short way round and
-        holds it there with its torque on; None switches its torque off (the valve turns freely)."""
+        holds it there with its torque on; None switches its torque off (the valve turns freely).
+        A multi-turn count past VALVE_CLEAR_COUNTS is cleared first."""
         if valve_rad is None:
             self.bus.write(self.valve_id, "torque_enable", 0, check_alert=False)  # the safe direction
             return
         present_counts = self.bus.read(self.valve_id, "present_position")
+        if abs(present_counts) > VALVE_CLEAR_COUNTS:
+            present_counts = self._clear_valve_turns(present_counts)
         present = float(self.calibration.joint_from_counts([self.valve_id], [present_counts])[0])
         goal = present + math.remainder(valve_rad - present, 2 * math.pi)
         self._rearm_watchdog(self.valve_id, int(self.calibration.counts_from_joint([self.valve_id], [goal])[0]))
         self.bus.write(self.valve_id, "torque_enable", 1)
+
+    def _clear_valve_turns(self, present_counts: int) -> int:
+        """Brings the valve servo's count back within one turn (CLEAR, torque off: a torqued servo
+        would turn back to its goal, whole turns away); returns Present Position after it. A clear
+        refused while the valve turns is left for a later reset, until the goal would not fit."""
+        self.bus.write(self.valve_id, "torque_enable", 0, check_alert=False)
+        try:
+            self.bus.clear_multi_turn(self.valve_id)
+        except MotorRejected as error:
+            if error.error_number != RESULT_FAIL:
+                raise
+            if abs(present_counts) + COUNTS_PER_TURN // 2 <= EXTENDED_GOAL_LIMIT_COUNTS:
+                return present_counts
+            raise DynamixelError(
+                f"the valve servo (motor {self.valve_id}) has counted {present_counts / COUNTS_PER_TURN:+.0f} turns, "
+                "past the +-256 that a reset's Goal Position can reach, and refused to clear the count because "
+                "the valve was turning; stop the valve, then restart (or power-cycle the valve servo)"
+            ) from None
+        return self.bus.read(self.valve_id, "present_position")
 
     def show_goal(self, goal_rad: float) -> None:
         if self.guide_id is not None:

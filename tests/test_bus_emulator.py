@@ -204,6 +204,31 @@ def test_reboot_clears_a_latched_hardware_error(port, ph, emulator):
     assert ph.ping(port, 3) == (XM.number, sdk.COMM_SUCCESS, 0)
 
 
+def test_extended_position_goals_stop_at_256_turns_and_clear_restarts_the_count(port, ph, emulator):
+    motor = emulator.motors[1]
+    assert ph.write1ByteTxRx(port, 1, REG["operating_mode"].address, 4) == (sdk.COMM_SUCCESS, 0)
+    goal = REG["goal_position"].address
+    assert ph.write4ByteTxRx(port, 1, goal, 1_048_575) == (sdk.COMM_SUCCESS, 0)
+    assert ph.write4ByteTxRx(port, 1, goal, (-1_048_576) & 0xFFFFFFFF) == (sdk.COMM_SUCCESS, RANGE)
+    motor.sense_shaft(300 * 4096 + 1000)  # the shaft turned 300 times since power-up
+    assert ph.read4ByteTxRx(port, 1, REG["present_position"].address) == (300 * 4096 + 1000, sdk.COMM_SUCCESS, 0)
+    assert ph.clearMultiTurn(port, 1) == (sdk.COMM_SUCCESS, 0)
+    assert ph.read4ByteTxRx(port, 1, REG["present_position"].address) == (1000, sdk.COMM_SUCCESS, 0)
+    # Goals now count from there: Goal Position 1000 is the shaft where it stands.
+    assert ph.write4ByteTxRx(port, 1, goal, 1000) == (sdk.COMM_SUCCESS, 0)
+    assert motor.shaft_goal_counts() == 300 * 4096 + 1000
+    motor.sense_shaft(-5 * 4096 - 10)  # a turning shaft refuses the clear (Result Fail)
+    motor.set("present_velocity", 3)
+    assert ph.clearMultiTurn(port, 1) == (sdk.COMM_SUCCESS, 1)
+    assert motor.get("present_position") == -5 * 4096 - 10 - 300 * 4096
+
+
+def test_a_reboot_restarts_the_multi_turn_count_within_one_turn(port, ph, emulator):
+    emulator.motors[3].sense_shaft(-3 * 4096 + 7)
+    assert ph.reboot(port, 3) == (sdk.COMM_SUCCESS, 0)
+    assert ph.read4ByteTxRx(port, 3, REG["present_position"].address) == (7, sdk.COMM_SUCCESS, 0)
+
+
 def test_status_return_level_one_answers_reads_but_not_writes(port, ph):
     assert ph.write1ByteTxRx(port, 2, REG["status_return_level"].address, 1) == (sdk.COMM_SUCCESS, 0)
     assert ph.write1ByteTxRx(port, 2, REG["led"].address, 1)[0] == sdk.COMM_RX_TIMEOUT

@@ -20,6 +20,7 @@ from slac_robot.hardware.bus import latency_timer_warning
 from slac_robot.hardware.control_table import MODEL_BY_NAME, RAD_PER_COUNT
 from slac_robot.hardware.errors import (
     BusTimeout,
+    DynamixelError,
     CorruptPacket,
     MotorHardwareError,
     MotorMissing,
@@ -179,6 +180,38 @@ def test_hold_valve_turns_the_valve_the_short_way_round_holds_it_then_frees_it(r
     sim.data.qvel[sim.valve_qvel_index] = 3.0  # a push: the valve now turns freely
     rig.clock.tick()
     assert abs(rig.robot.read().valve_pos_rad - (start + 1.2)) > 0.05
+
+
+def turn_the_valve(rig, turns: float, speed_rad_s: float = 0.0) -> float:
+    """Adds whole turns to the simulated valve (what the fingers do over a long session); returns
+    its angle in the simulation, unwrapped."""
+    sim = rig.simulation
+    sim.data.qpos[sim.valve_qpos_index] += turns * 2 * math.pi
+    sim.data.qvel[sim.valve_qvel_index] = speed_rad_s
+    return float(sim.data.qpos[sim.valve_qpos_index])
+
+
+def test_hold_valve_clears_the_valve_servos_count_before_it_leaves_the_goal_range(rig):
+    # 300 turns since power-up: a goal near there is past the +-256 turns that Goal Position takes.
+    valve_rad = turn_the_valve(rig, 300)
+    assert rig.robot.read().valve_pos_rad == pytest.approx(valve_rad, abs=HALF_COUNT_RAD)
+    rig.robot.hold_valve(valve_rad + 1.2)
+    rig.clock.tick()
+    assert rig.simulation.data.qpos[rig.simulation.valve_qpos_index] == pytest.approx(valve_rad + 1.2, abs=2 * HALF_COUNT_RAD)
+    assert abs(rig.emulator.motors[50].get("present_position")) < 2 * 4096  # counted from within one turn again
+    assert math.remainder(rig.robot.read().valve_pos_rad - (valve_rad + 1.2), 2 * math.pi) == pytest.approx(0, abs=2 * HALF_COUNT_RAD)
+
+
+def test_a_turning_valve_keeps_its_count_while_the_goal_fits_and_else_stops_the_reset_by_name(rig):
+    valve = rig.emulator.motors[50]
+    valve_rad = turn_the_valve(rig, 200, speed_rad_s=3.0)  # past half the range, still turning
+    rig.robot.hold_valve(valve_rad + 1.2)  # the servo refuses the clear; the goal still fits
+    assert valve.torque_on and valve.get("goal_position") > 200 * 4096
+    rig.robot.hold_valve(None)
+    turn_the_valve(rig, 60, speed_rad_s=3.0)  # 260 turns: no goal near the valve fits
+    with pytest.raises(DynamixelError, match=r"motor 50.*\+26[01] turns.*refused to clear.*stop the valve"):
+        rig.robot.hold_valve(valve_rad)
+    assert not valve.torque_on
 
 
 def test_torque_off_reaches_every_motor_even_past_one_in_hardware_error(rig):

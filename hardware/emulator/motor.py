@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from slac_robot.hardware.control_table import (
     BAUD_RATES,
+    COUNTS_PER_TURN,
     EEPROM_END,
+    EXTENDED_GOAL_LIMIT_COUNTS,
     OPERATING_MODES,
     REG,
     REGISTERS,
@@ -20,6 +22,9 @@ FIRMWARE_VERSION = 46  # the Bus Watchdog exists from firmware 38 on
 GOAL_REGISTERS = ("goal_pwm", "goal_current", "goal_velocity", "goal_position")
 WATCHDOG_FIRED = -1  # what Bus Watchdog (98) reads after it fired
 WATCHDOG_MAX_COUNTS = 127
+# CLEAR's parameters for "clear the multi-turn count" (Protocol 2.0, Clear 0x10).
+CLEAR_MULTI_TURN = bytes([0x01, 0x44, 0x58, 0x4C, 0x22])
+EXTENDED_MODES = (OPERATING_MODES["extended_position"], OPERATING_MODES["current_position"])
 # Factory values that differ from zero (e-manual, X series).
 FACTORY_VALUES = {
     "baud_rate": BAUD_RATES[57600],
@@ -62,12 +67,18 @@ class EmulatedMotor:
     Velocity, Position) refuse writes with a Data Range Error until 0 is written to it. The manual
     does not say that the torque drops, so it stays on here: the servo holds where it stopped.
     The bus emulator measures the quiet time (see `watchdog_timeout_s`) and calls `fire_watchdog`.
+
+    Multi-turn count: the plant reads and sets the output shaft's angle in counts
+    (`shaft_goal_counts`, `sense_shaft`); Present and Goal Position are those counts less the turns
+    that CLEAR (`clear_multi_turn`) or a reboot took off, which bring Present Position back within
+    one turn (0..4095) where the shaft is.
     """
 
     def __init__(self, motor_id: int, model: Model):
         self.model = model
         self.table = bytearray(TABLE_SIZE)
         self._registered: tuple[int, bytes] | None = None
+        self._cleared_counts = 0  # whole turns taken off the count, in counts
         self._factory(motor_id)
 
     def _factory(self, motor_id: int) -> None:
@@ -131,11 +142,36 @@ class EmulatedMotor:
             self.set("torque_enable", 0)
 
     def reboot(self) -> None:
-        """Clears latched errors and the torque, as a power cycle does; EEPROM is kept."""
-        eeprom = bytes(self.table[:EEPROM_END])
+        """Clears latched errors and the torque, as a power cycle does; EEPROM is kept, and the
+        position restarts within one turn."""
+        eeprom, present = bytes(self.table[:EEPROM_END]), self.get("present_position")
         self._factory(self.motor_id)
         self.table[:EEPROM_END] = eeprom
         self._registered = None
+        self.set("present_position", present)
+        self._restart_turn_count()
+
+    # -- the shaft and the multi-turn count ------------------------------------------------
+    def sense_shaft(self, shaft_counts: int) -> None:
+        """The plant's reading of the output shaft (counts, the turns since power-up included)."""
+        self.set("present_position", shaft_counts - self._cleared_counts)
+
+    def shaft_goal_counts(self) -> int:
+        """Goal Position as a shaft angle in counts, for the plant."""
+        return self.get("goal_position") + self._cleared_counts
+
+    def clear_multi_turn(self) -> ErrorNumber:
+        """CLEAR: Present Position back within one turn; refused (Result Fail) while the shaft turns."""
+        if self.get("present_velocity") != 0:
+            return ErrorNumber.RESULT_FAIL
+        self._restart_turn_count()
+        return ErrorNumber.NONE
+
+    def _restart_turn_count(self) -> None:
+        present = self.get("present_position")
+        whole_turns = present - present % COUNTS_PER_TURN
+        self._cleared_counts += whole_turns
+        self.set("present_position", present - whole_turns)
 
     # -- protocol access ------------------------------------------------------------------
     def read(self, address: int, length: int) -> tuple[ErrorNumber, bytes]:
@@ -181,6 +217,8 @@ class EmulatedMotor:
             return value in (0, 1, 2)
         if name == "goal_position" and self.get("operating_mode") == OPERATING_MODES["position"]:
             return self.get("min_position_limit") <= value <= self.get("max_position_limit")
+        if name == "goal_position" and self.get("operating_mode") in EXTENDED_MODES:
+            return abs(value) <= EXTENDED_GOAL_LIMIT_COUNTS
         if name in ("max_position_limit", "min_position_limit"):
             return 0 <= value < 4096
         return True

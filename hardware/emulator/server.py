@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from slac_robot.hardware.control_table import BROADCAST_ID, RETURN_DELAY_S_PER_COUNT
-from slac_robot.hardware.emulator.motor import EmulatedMotor
+from slac_robot.hardware.emulator.motor import CLEAR_MULTI_TURN, EmulatedMotor
 from slac_robot.hardware.emulator.protocol import ErrorNumber, Instruction, Packet, PacketReader, status_packet
 
 BITS_PER_BYTE = 10  # start bit, 8 data bits, stop bit
@@ -384,6 +384,10 @@ class BusEmulator:
         if inst == Instruction.REBOOT:
             motor.reboot()
             return ErrorNumber.NONE, b""
+        if inst == Instruction.CLEAR:
+            if params != CLEAR_MULTI_TURN:
+                return ErrorNumber.DATA_RANGE, b""
+            return motor.clear_multi_turn(), b""
         return ErrorNumber.INSTRUCTION, b""
 
     def _sync_read(self, params: bytes) -> list[tuple[int, bytes]]:
@@ -438,11 +442,13 @@ _UNICAST_OR_BROADCAST = {
     Instruction.REG_WRITE,
     Instruction.ACTION,
     Instruction.REBOOT,
+    Instruction.CLEAR,
 }
 _WRITING = {
     Instruction.WRITE,
     Instruction.ACTION,
     Instruction.REBOOT,
+    Instruction.CLEAR,  # a servo holding a goal with its torque on now holds it turns away
     Instruction.SYNC_WRITE,
     Instruction.BULK_WRITE,
 }

@@ -69,13 +69,13 @@ class SimPlant:
             if motor is None:
                 continue  # a servo left off the bus (a test of a missing motor)
             current = np.rint(state.joint_current_a[k] / motor.model.amp_per_current_count)
-            motor.set("present_position", int(pos[k]))
+            motor.sense_shaft(int(pos[k]))
             motor.set("present_velocity", int(vel[k]))
             motor.set("present_current", int(current))
             motor.set("realtime_tick", tick_ms)
         if self.valve_id in motors:
             valve_counts = self.mounting.counts_from_joint([self.valve_id], [state.valve_pos_rad])[0]
-            motors[self.valve_id].set("present_position", int(valve_counts))
+            motors[self.valve_id].sense_shaft(int(valve_counts))
             valve_vel = self.simulation.data.qvel[self.simulation.valve_qvel_index]
             valve_gain = self.mounting.joint_rate([self.valve_id], [1.0])[0]
             motors[self.valve_id].set("present_velocity", int(round(valve_vel / valve_gain / RAD_S_PER_VELOCITY_COUNT)))
@@ -83,24 +83,24 @@ class SimPlant:
             # The guide points where the goal marker is (its servo is ideal: no physics).
             w, _, _, z = self.simulation.data.mocap_quat[self.simulation.goal_mocap_index]
             guide_counts = self.mounting.counts_from_joint([self.guide_id], [2.0 * np.arctan2(z, w)])[0]
-            motors[self.guide_id].set("present_position", int(guide_counts))
+            motors[self.guide_id].sense_shaft(int(guide_counts))
 
     def apply(self, motors: dict[int, EmulatedMotor]) -> None:
         # A servo left off the bus has no torque; its joint goes limp.
-        goals = np.array([motors[i].get("goal_position") if i in motors else 0 for i in self.joint_ids])
+        goals = np.array([motors[i].shaft_goal_counts() if i in motors else 0 for i in self.joint_ids])
         torque = np.array([i in motors and motors[i].torque_on for i in self.joint_ids], dtype=float)
         self.robot.set_torque(torque)
         self.robot.command(self.mounting.joint_from_counts(self.joint_ids, goals))
         if self.valve_id in motors:
             valve = motors[self.valve_id]
             self._valve_hold_rad = (
-                float(self.mounting.joint_from_counts([self.valve_id], [valve.get("goal_position")])[0])
+                float(self.mounting.joint_from_counts([self.valve_id], [valve.shaft_goal_counts()])[0])
                 if valve.torque_on
                 else None
             )
             self._hold_pinned()
         if self.guide_id in motors and motors[self.guide_id].torque_on:
-            goal = self.mounting.joint_from_counts([self.guide_id], [motors[self.guide_id].get("goal_position")])[0]
+            goal = self.mounting.joint_from_counts([self.guide_id], [motors[self.guide_id].shaft_goal_counts()])[0]
             self.robot.show_goal(float(goal))
 
     def stick(self, motor_id: int, stuck: bool) -> None:
