@@ -104,8 +104,8 @@ def _trained_policy(cfg: DictConfig, env, paths: list[pathlib.Path]):
 
 def _run_rollout(cfg: DictConfig, command: str, make_policy, spread_goals: bool = False) -> int:
     """Runs cfg.episodes episodes of make_policy(env) with metrics, videos and a plot (rollout, eval);
-    spread_goals: the goals spread over the task's (env.evaluation_options), as the trainer's
-    evaluations, rather than drawn."""
+    spread_goals: the goals spread over the task's and the starts around them
+    (env.evaluation_options), as in the trainer's evaluations, rather than drawn."""
     from slac_robot.backends import make_env, task_kind
     from slac_robot.runtime.rollout import run_episodes
     from slac_robot.runtime.stop import Interrupted, StopSignal

@@ -265,15 +265,17 @@ def test_scripted_policy_turns_the_valve_to_the_goal(load_cfg, make_fresh_env, g
     assert abs(info["error_rad"]) < 0.3
 
 
-def test_evaluation_options_give_each_episode_its_goal_and_keep_the_seeds_start(load_cfg, make_fresh_env):
+def test_evaluation_options_give_each_episode_its_goal_and_its_spread_start(load_cfg, make_fresh_env):
     env = make_fresh_env(load_cfg("task=three_goal"))
     options = env.evaluation_options(4)
     assert [o["goal_rad"] for o in options] == pytest.approx([-math.pi / 2, 0.0, math.pi / 2, -math.pi / 2])
+    start_errors = []
     for seed, option in enumerate(options):
-        drawn = env.reset(seed=seed)[1]
-        given = env.reset(seed=seed, options=option)[1]
-        assert given["goal_rad"] == pytest.approx(option["goal_rad"])
-        assert given["valve_rad"] == pytest.approx(drawn["valve_rad"], abs=0.05)  # the seed's start either way
+        info = env.reset(seed=seed, options=option)[1]
+        assert info["goal_rad"] == pytest.approx(option["goal_rad"])
+        start_errors.append(math.remainder(info["goal_rad"] - info["valve_rad"], 2 * math.pi))
+    # The reset reached the starts: slices of a quarter turn, alternately from each half.
+    assert start_errors == pytest.approx([-3 * math.pi / 4, math.pi / 4, -math.pi / 4, 3 * math.pi / 4], abs=0.05)
 
 
 @pytest.mark.parametrize("valve", [0.0, 2.4])

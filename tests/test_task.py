@@ -100,6 +100,18 @@ def test_an_evaluation_spreads_its_episodes_over_every_goal(setting, count, expe
     assert task_from(f"task={setting}").evaluation_goals_rad(count) == pytest.approx(expected, abs=1e-6)
 
 
+def test_an_evaluations_starts_are_spread_around_the_circle_from_each_goal():
+    task = task_from("task=three_goal")
+    errors = task.evaluation_start_errors_rad(10)
+    assert sorted(errors) == pytest.approx([-math.pi + math.pi * (2 * k + 1) / 10 for k in range(10)])
+    assert min(abs(e) for e in errors) == pytest.approx(math.pi / 10)  # none starts within 0.1 rad of its goal
+    goals = task.evaluation_goals_rad(10)
+    for goal in THREE_GOALS:  # each goal's episodes start from both sides, and near and far
+        own = [e for g, e in zip(goals, errors) if g == pytest.approx(goal)]
+        assert min(own) < 0 < max(own)
+        assert max(abs(e) for e in own) - min(abs(e) for e in own) > math.pi / 2
+
+
 def test_goal_draws_are_reproducible_from_the_seed():
     task = task_from("task=random")
     first = [task.sample_goal(np.random.default_rng(5)) for _ in range(3)]
