@@ -22,7 +22,7 @@ from slac_robot.safety import ActionFilter, EventLog, Fault, HealthMonitor, Rese
 from slac_robot.safety.monitor import BACKEND_ERRORS, fault_from_error
 from slac_robot.safety.safe_stop import STOP_MODES, make_safe
 from slac_robot.tasks import ValveTurnTask
-from slac_robot.tasks.valve_turn import angle_features, wrap_to_pi
+from slac_robot.tasks.valve_turn import angle_features
 
 
 class ValveTurnEnv(gym.Env):
@@ -147,11 +147,13 @@ class ValveTurnEnv(gym.Env):
     def evaluation_options(self, count: int) -> list[dict[str, Any]]:
         """reset()'s options for an evaluation's count episodes (episode i: reset(seed=i,
         options=...[i])): the goals spread over the goal setting's goals, every one evaluated,
-        and the valve's starts spread around the circle from each goal (the task's
-        evaluation_start_errors_rad)."""
+        and the valve's starts spread around the circle from each goal where the task starts it
+        anywhere (the task's evaluation_starts_rad; otherwise the seed's draw)."""
         goals_rad = self.task.evaluation_goals_rad(count)
-        errors_rad = self.task.evaluation_start_errors_rad(count)
-        return [{"goal_rad": goal, "valve_rad": wrap_to_pi(goal - error)} for goal, error in zip(goals_rad, errors_rad)]
+        starts_rad = self.task.evaluation_starts_rad(goals_rad)
+        if starts_rad is None:
+            return [{"goal_rad": goal} for goal in goals_rad]
+        return [{"goal_rad": goal, "valve_rad": start} for goal, start in zip(goals_rad, starts_rad)]
 
     def step(self, action: np.ndarray):
         if self._state is None:

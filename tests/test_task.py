@@ -112,6 +112,21 @@ def test_an_evaluations_starts_are_spread_around_the_circle_from_each_goal():
         assert max(abs(e) for e in own) - min(abs(e) for e in own) > math.pi / 2
 
 
+@pytest.mark.parametrize("overrides, spread", [
+    ((), True),
+    (("task.initial_valve_rad=0.3",), False),  # a configured start: evaluated from it, as trained
+    (("task.initial_valve_range_rad=[-0.5,0.5]",), False),  # a narrower range: the seeds draw from it
+])
+def test_an_evaluation_spreads_the_starts_only_where_training_starts_anywhere(overrides, spread):
+    task = task_from("task=fixed", *overrides)
+    starts = task.evaluation_starts_rad(task.evaluation_goals_rad(4))
+    if not spread:
+        assert starts is None
+        return
+    errors = [-3 * math.pi / 4, math.pi / 4, -math.pi / 4, 3 * math.pi / 4]
+    assert starts == pytest.approx([wrap_to_pi(math.pi / 2 - e) for e in errors])
+
+
 def test_goal_draws_are_reproducible_from_the_seed():
     task = task_from("task=random")
     first = [task.sample_goal(np.random.default_rng(5)) for _ in range(3)]

@@ -17,6 +17,7 @@ from slac_robot.interfaces import RobotState
 
 GOAL_SETTINGS = ("fixed", "three_goal", "random")
 THREE_GOALS_RAD = (-math.pi / 2, 0.0, math.pi / 2)
+CIRCLE_TOLERANCE_RAD = 1e-5  # a start range this close to 2 pi wide is the whole circle (configs write pi to 7 digits)
 
 
 def angle_features(angle_rad: float) -> np.ndarray:
@@ -120,6 +121,17 @@ class ValveTurnTask:
             return [THREE_GOALS_RAD[i % len(THREE_GOALS_RAD)] for i in range(count)]
         low, high = self.random_goal_range_rad
         return [low + (high - low) * (i + 0.5) / count for i in range(count)]
+
+    def evaluation_starts_rad(self, goals_rad: list[float]) -> list[float] | None:
+        """The valve's start for each evaluation episode of goals_rad: spread around the circle
+        from its goal (evaluation_start_errors_rad, wrapped to [-pi, pi]) when the task starts the
+        valve anywhere on the circle; None (each episode's seed draws it, as in training) when the
+        task starts it at initial_valve_rad or within a narrower initial_valve_range_rad."""
+        low, high = self.initial_valve_range_rad
+        if self.initial_valve_rad is not None or high - low < 2.0 * math.pi - CIRCLE_TOLERANCE_RAD:
+            return None
+        errors_rad = self.evaluation_start_errors_rad(len(goals_rad))
+        return [wrap_to_pi(goal - error) for goal, error in zip(goals_rad, errors_rad)]
 
     @staticmethod
     def evaluation_start_errors_rad(count: int) -> list[float]:
