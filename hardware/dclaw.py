@@ -41,6 +41,7 @@ from slac_robot.hardware.control_table import (
     to_signed,
 )
 from slac_robot.hardware.errors import (
+    INSTRUCTION_ERROR,
     RESULT_FAIL,
     DynamixelError,
     MotorHardwareError,
@@ -239,19 +240,28 @@ class DClawRobot:
     def _clear_valve_turns(self, present_counts: int) -> int:
         """Brings the valve servo's count back within one turn (CLEAR, torque off: a torqued servo
         would turn back to its goal, whole turns away); returns Present Position after it. A clear
-        refused while the valve turns is left for a later reset, until the goal would not fit."""
+        refused while the valve turns is left for a later reset, until the goal would not fit; so is
+        one that the servo's firmware does not know (before v42), with a warning."""
         self.bus.write(self.valve_id, "torque_enable", 0, check_alert=False)
         try:
             self.bus.clear_multi_turn(self.valve_id)
         except MotorRejected as error:
-            if error.error_number != RESULT_FAIL:
+            if error.error_number not in (RESULT_FAIL, INSTRUCTION_ERROR):
                 raise
+            turns = f"{present_counts / COUNTS_PER_TURN:+.0f} turns"
+            no_clear = ("its firmware has no CLEAR instruction (firmware 42 or later has it); update it with "
+                        "DYNAMIXEL Wizard 2.0")
             if abs(present_counts) + COUNTS_PER_TURN // 2 <= EXTENDED_GOAL_LIMIT_COUNTS:
+                if error.error_number == INSTRUCTION_ERROR:
+                    warnings.warn(f"the valve servo (motor {self.valve_id}) has counted {turns} and cannot clear "
+                                  f"the count: {no_clear}, or power-cycle it before it reaches 256", stacklevel=2)
                 return present_counts
+            why = ("refused to clear the count because the valve was turning; stop the valve, then restart "
+                   "(or power-cycle the valve servo)" if error.error_number == RESULT_FAIL
+                   else f"cannot clear the count: {no_clear}, or power-cycle the valve servo")
             raise DynamixelError(
-                f"the valve servo (motor {self.valve_id}) has counted {present_counts / COUNTS_PER_TURN:+.0f} turns, "
-                "past the +-256 that a reset's Goal Position can reach, and refused to clear the count because "
-                "the valve was turning; stop the valve, then restart (or power-cycle the valve servo)"
+                f"the valve servo (motor {self.valve_id}) has counted {turns}, past the +-256 that a reset's "
+                f"Goal Position can reach, and {why}"
             ) from None
         return self.bus.read(self.valve_id, "present_position")
 

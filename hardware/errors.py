@@ -10,7 +10,10 @@ from __future__ import annotations
 from slac_robot.hardware.control_table import describe_hardware_error
 
 
-RESULT_FAIL = 1  # a status packet's error number: the servo could not carry the instruction out
+# Status packets' error numbers: the servo could not carry the instruction out now; it does not
+# know the instruction (e.g. CLEAR before firmware 42).
+RESULT_FAIL = 1
+INSTRUCTION_ERROR = 2
 
 
 class DynamixelError(RuntimeError):
@@ -39,10 +42,11 @@ class CorruptPacket(DynamixelError):
 
 class MotorRejected(DynamixelError):
     """A servo answered with an error number (access, range, length...): a driver or config bug,
-    except Result Fail, an instruction the servo cannot carry out now (a CLEAR while it turns)."""
+    except Result Fail (an instruction the servo cannot carry out now: a CLEAR while it turns) and
+    an Instruction Error for an instruction that its firmware predates."""
 
     def __init__(self, motor_id: int, error_number: int, what: str):
-        names = {RESULT_FAIL: "result fail", 2: "instruction error", 3: "CRC error", 4: "data range error",
+        names = {RESULT_FAIL: "result fail", INSTRUCTION_ERROR: "instruction error", 3: "CRC error", 4: "data range error",
                  5: "data length error", 6: "data limit error", 7: "access error"}
         super().__init__(f"motor {motor_id} rejected {what}: {names.get(error_number, error_number)}")
         self.motor_id = motor_id

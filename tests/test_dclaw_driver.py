@@ -214,6 +214,20 @@ def test_a_turning_valve_keeps_its_count_while_the_goal_fits_and_else_stops_the_
     assert not valve.torque_on
 
 
+def test_a_valve_servo_without_clear_warns_while_the_goal_fits_and_then_says_to_update_it(rig):
+    valve = rig.emulator.motors[50]
+    valve.set("firmware_version", 41)  # before CLEAR (firmware 42)
+    valve_rad = turn_the_valve(rig, 200)
+    with pytest.warns(UserWarning, match=r"motor 50.*\+20[01] turns.*firmware 42.*DYNAMIXEL Wizard"):
+        rig.robot.hold_valve(valve_rad + 1.2)
+    assert valve.torque_on  # the reset goes on
+    rig.robot.hold_valve(None)
+    turn_the_valve(rig, 60)
+    with pytest.raises(DynamixelError, match=r"motor 50.*\+26[01] turns.*cannot clear.*firmware 42.*power-cycle"):
+        rig.robot.hold_valve(valve_rad)
+    assert not valve.torque_on
+
+
 def test_torque_off_reaches_every_motor_even_past_one_in_hardware_error(rig):
     rig.emulator.hardware_error(11, 0x04)  # overheating; its status packets now carry Alert
     rig.emulator.motors[11].set("torque_enable", 1)  # a motor whose Shutdown kept the torque on

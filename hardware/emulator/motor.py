@@ -18,6 +18,7 @@ from slac_robot.hardware.control_table import (
 from slac_robot.hardware.emulator.protocol import ALERT_BIT, ErrorNumber
 
 FIRMWARE_VERSION = 46  # the Bus Watchdog exists from firmware 38 on
+CLEAR_FIRMWARE = 42  # CLEAR exists from firmware 42 on (the e-manual's Clear Multi-Turn examples)
 # The registers a fired Bus Watchdog makes read-only (writes get a Data Range Error).
 GOAL_REGISTERS = ("goal_pwm", "goal_current", "goal_velocity", "goal_position")
 WATCHDOG_FIRED = -1  # what Bus Watchdog (98) reads after it fired
@@ -161,7 +162,10 @@ class EmulatedMotor:
         return self.get("goal_position") + self._cleared_counts
 
     def clear_multi_turn(self) -> ErrorNumber:
-        """CLEAR: Present Position back within one turn; refused (Result Fail) while the shaft turns."""
+        """CLEAR: Present Position back within one turn; refused (Result Fail) while the shaft turns,
+        unknown (Instruction Error) to firmware before CLEAR_FIRMWARE."""
+        if self.get("firmware_version") < CLEAR_FIRMWARE:
+            return ErrorNumber.INSTRUCTION
         if self.get("present_velocity") != 0:
             return ErrorNumber.RESULT_FAIL
         self._restart_turn_count()
