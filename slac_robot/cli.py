@@ -761,7 +761,7 @@ def plot_results(cfg: DictConfig) -> int:
         print(f"slac-robot plot-results: no <setting>/<agent>_s<seed>/eval.csv{chosen} under {root}", file=sys.stderr)
         return 1
     out = pathlib.Path(str(cfg.out)) if cfg.out else root / "comparison.png"
-    plot_comparison(curves, out)
+    plot_comparison(curves, out, budget_env_steps, target_success)
     runs = sum(len(seeds) for agents in curves.values() for seeds in agents.values())
     print(f"{runs} runs in {len(curves)} goal settings: {out}")
     rows = per_goal_table(per_goal, bin_width_rad, set(cfg.per_goal.binned_settings))

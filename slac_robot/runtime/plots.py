@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: robots' computers and CI have no display
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from slac_robot.storage import write_atomically  # noqa: E402
@@ -337,11 +338,15 @@ def plot_binned_success(rows: list[dict[str, object]], path: pathlib.Path, low_k
 
 
 def plot_comparison(curves: dict[str, dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]],
-                    path: pathlib.Path) -> None:
+                    path: pathlib.Path, budget_env_steps: dict[str, int] | None = None,
+                    target_success: dict[str, float] | None = None) -> None:
     """The comparison figure: one column per goal setting, evaluation success rate (top) and mean
-    return (bottom) against environment steps; per agent the mean over its seeds and the min-max
-    band. curves: setting -> agent -> one (env_steps, success, return) per seed. Seeds are
-    compared at the steps all of them reached."""
+    return (bottom) against environment steps (in thousands); per agent the mean over its seeds
+    and the min-max band. curves: setting -> agent -> one (env_steps, success, return) per seed.
+    Seeds are compared at the steps all of them reached. budget_env_steps / target_success
+    (setting -> value, e.g. plot-results' at_budget): each column's steps axis runs to its budget
+    (runs still going show how far they are), and a dotted line marks the success wanted."""
+    budget_env_steps, target_success = budget_env_steps or {}, target_success or {}
     settings = list(curves)
     figure, axes = plt.subplots(2, len(settings), figsize=(4.5 * len(settings), 6), dpi=100, squeeze=False,
                                 sharex="col")
@@ -359,6 +364,12 @@ def plot_comparison(curves: dict[str, dict[str, list[tuple[np.ndarray, np.ndarra
                                                    alpha=0.2)
         axes[0, column].set_title(f"task={setting}")
         axes[0, column].set_ylim(-0.05, 1.05)
+        if setting in target_success:
+            axes[0, column].axhline(target_success[setting], color="0.4", linestyle=":", linewidth=1,
+                                    label=f"goal {target_success[setting]:.0%}")
+        if setting in budget_env_steps:
+            axes[1, column].set_xlim(0, budget_env_steps[setting] * 1.02)
+        axes[1, column].xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x / 1000:g}k"))
         axes[1, column].set_xlabel("environment steps")
         for row in (0, 1):
             axes[row, column].grid(alpha=0.3)
