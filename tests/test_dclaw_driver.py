@@ -20,8 +20,8 @@ from slac_robot.hardware.bus import latency_timer_warning
 from slac_robot.hardware.control_table import MODEL_BY_NAME, RAD_PER_COUNT
 from slac_robot.hardware.errors import (
     BusTimeout,
-    DynamixelError,
     CorruptPacket,
+    DynamixelError,
     MotorHardwareError,
     MotorMissing,
     PortNotFound,
