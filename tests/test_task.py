@@ -112,6 +112,15 @@ def test_an_evaluations_starts_are_spread_around_the_circle_from_each_goal():
         assert max(abs(e) for e in own) - min(abs(e) for e in own) > math.pi / 2
 
 
+@pytest.mark.parametrize("count", [1, 5, 7])
+def test_an_odd_evaluation_starts_none_at_its_goal(count):
+    errors = ValveTurnTask.evaluation_start_errors_rad(count)
+    slices = count + 1
+    assert len(errors) == len(set(errors)) == count
+    assert min(abs(e) for e in errors) == pytest.approx(math.pi / slices)
+    assert all(abs(e) < math.pi for e in errors)
+
+
 @pytest.mark.parametrize("overrides, spread", [
     ((), True),
     (("task.initial_valve_rad=0.3",), False),  # a configured start: evaluated from it, as trained

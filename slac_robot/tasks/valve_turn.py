@@ -136,14 +136,16 @@ class ValveTurnTask:
     @staticmethod
     def evaluation_start_errors_rad(count: int) -> list[float]:
         """How far each of an evaluation's count episodes starts from its goal (goal - start, in
-        radians): the midpoints of count equal slices of the circle, taken alternately from its
-        lower and upper half, so that the episodes of each goal (evaluation_goals_rad: the goals
-        in turn) start from both sides, near and far. With an even count none starts nearer its
-        goal than pi / count, so a policy that leaves the valve alone succeeds in none (seeded
-        uniform starts put 2 of the three-goal setting's first 10 within 0.1 rad of their goal)."""
-        upper_half = (count + 1) // 2
-        slices = [i // 2 if i % 2 == 0 else upper_half + i // 2 for i in range(count)]
-        return [-math.pi + 2.0 * math.pi * (k + 0.5) / count for k in slices]
+        radians): the midpoints of n equal slices of the circle (n: count, or count + 1 when odd,
+        so that no midpoint is 0), taken alternately from its lower and upper half, so that the
+        episodes of each goal (evaluation_goals_rad: the goals in turn) start from both sides,
+        near and far. None starts nearer its goal than pi / n, so a policy that leaves the valve
+        alone succeeds in none (seeded uniform starts put 2 of the three-goal setting's first 10
+        within 0.1 rad of their goal)."""
+        slices = count + count % 2
+        upper_half = slices // 2
+        order = [i // 2 if i % 2 == 0 else upper_half + i // 2 for i in range(count)]
+        return [-math.pi + 2.0 * math.pi * (k + 0.5) / slices for k in order]
 
     def sample_initial_valve(self, rng: np.random.Generator) -> float:
         """Draws the valve angle a new episode starts from."""
