@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
@@ -16,7 +17,7 @@ from slac_robot.agent.replay import SequenceReplay
 from slac_robot.agent.sac_baseline import SacAgent, SacConfig, random_shift
 from slac_robot.agent.slac import SlacAgent, SlacConfig
 from slac_robot.cli import main
-from slac_robot.runtime.plots import median_or_none, read_per_goal
+from slac_robot.runtime.plots import comparison_figure, median_or_none, read_per_goal
 from slac_robot.runtime.train import Schedule, Trainer
 from slac_robot.tasks.point_reach import PointReachEnv
 
@@ -212,6 +213,22 @@ def test_plot_results_draws_every_setting_from_the_runs_eval_csvs(tmp_path, caps
     assert "2 runs in 1 goal settings" in capsys.readouterr().out
     assert main(["plot-results", f"root={tmp_path}", "agents=[drqv2]"]) == 1
     assert "of agents ['drqv2']" in capsys.readouterr().err
+
+
+def test_the_comparison_figure_runs_each_column_to_its_budget_with_its_goal_dotted():
+    steps = np.array([1000, 2000, 3000])
+    curves = {"fixed": {"slac_cpu": [(steps, np.array([0.0, 0.5, 0.9]), np.zeros(3))] * 2},
+              "random": {"sac_state": [(steps, np.array([0.1, 0.2, 0.3]), np.zeros(3))]}}
+    figure = comparison_figure(curves, {"fixed": 100_000, "random": 200_000}, {"fixed": 0.8})
+    fixed_success, random_success, fixed_return, random_return = figure.axes  # rows: success, return
+    assert fixed_return.get_xlim() == pytest.approx((0, 102_000))  # a run at 3k shows how far it is
+    assert random_return.get_xlim() == pytest.approx((0, 204_000))
+    goal_lines = [line for line in fixed_success.get_lines() if line.get_label() == "goal 80%"]
+    assert len(goal_lines) == 1 and goal_lines[0].get_ydata()[0] == pytest.approx(0.8)
+    assert not [line for line in random_success.get_lines() if line.get_label().startswith("goal")]
+    mean_line = next(line for line in fixed_success.get_lines() if line.get_label() == "slac_cpu (2 seeds)")
+    np.testing.assert_allclose(mean_line.get_ydata(), [0.0, 0.5, 0.9])
+    plt.close(figure)
 
 
 def test_plot_results_pools_per_goal_success_over_seeds_and_bins_random_goals(tmp_path, capsys):

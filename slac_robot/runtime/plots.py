@@ -340,6 +340,13 @@ def plot_binned_success(rows: list[dict[str, object]], path: pathlib.Path, low_k
 def plot_comparison(curves: dict[str, dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]],
                     path: pathlib.Path, budget_env_steps: dict[str, int] | None = None,
                     target_success: dict[str, float] | None = None) -> None:
+    """Writes comparison_figure(curves, budget_env_steps, target_success) to path."""
+    _save(comparison_figure(curves, budget_env_steps, target_success), path)
+
+
+def comparison_figure(curves: dict[str, dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]],
+                      budget_env_steps: dict[str, int] | None = None,
+                      target_success: dict[str, float] | None = None) -> "matplotlib.figure.Figure":
     """The comparison figure: one column per goal setting, evaluation success rate (top) and mean
     return (bottom) against environment steps (in thousands); per agent the mean over its seeds
     and the min-max band. curves: setting -> agent -> one (env_steps, success, return) per seed.
@@ -377,5 +384,5 @@ def plot_comparison(curves: dict[str, dict[str, list[tuple[np.ndarray, np.ndarra
     axes[0, 0].set_ylabel("evaluation success rate")
     axes[1, 0].set_ylabel("evaluation mean return")
     figure.tight_layout()
-    _save(figure, path)
+    return figure
 
