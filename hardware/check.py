@@ -6,7 +6,13 @@ from dataclasses import dataclass
 
 from slac_robot.calibration.joints import JointCalibration
 from slac_robot.hardware.bus import DynamixelBus
-from slac_robot.hardware.control_table import MODELS, VOLT_PER_COUNT, describe_hardware_error
+from slac_robot.hardware.control_table import (
+    CLEAR_FIRMWARE,
+    MODELS,
+    VOLT_PER_COUNT,
+    WATCHDOG_FIRMWARE,
+    describe_hardware_error,
+)
 from slac_robot.hardware.errors import DynamixelError
 
 
@@ -22,12 +28,16 @@ class MotorReport:
     error_status: int | None = None
     position: str = "-"
     problem: str | None = None
+    advice: str | None = None  # not wrong, but worth doing (a feature the driver uses missing)
 
 
-def survey(bus: DynamixelBus, motor_ids: list[int], calibration: JointCalibration | None) -> list[MotorReport]:
+def survey(bus: DynamixelBus, motor_ids: list[int], calibration: JointCalibration | None,
+           multi_turn_ids: tuple[int, ...] = ()) -> list[MotorReport]:
     """Pings each motor and reads its firmware, temperature, voltage, error status, position.
 
-    Positions are in joint units (rad) where the calibration has the motor, else in counts."""
+    Positions are in joint units (rad) where the calibration has the motor, else in counts.
+    Firmware before WATCHDOG_FIRMWARE is a problem (the driver's Bus Watchdog); before
+    CLEAR_FIRMWARE on a multi_turn_ids motor (the valve servo), advice to update it."""
     reports = []
     for motor_id in motor_ids:
         try:
@@ -38,21 +48,27 @@ def survey(bus: DynamixelBus, motor_ids: list[int], calibration: JointCalibratio
             model = MODELS.get(model_number)
             name = model.name if model else f"model {model_number}"
             read = lambda register: bus.read(motor_id, register, check_alert=False)  # noqa: E731
-            error_status = read("hardware_error_status")
+            error_status, firmware = read("hardware_error_status"), read("firmware_version")
             counts = read("present_position")
             if calibration is not None and motor_id in calibration.motors:
                 position = f"{calibration.joint_from_counts([motor_id], [counts])[0]:+.3f} rad"
             else:
                 position = f"{counts} counts"
-            problem = None
+            problem, advice = None, None
             if model is None:
                 problem = f"unsupported model number {model_number}"
             elif error_status:
                 problem = f"hardware error: {describe_hardware_error(error_status)} (reboot it)"
+            elif firmware < WATCHDOG_FIRMWARE:
+                problem = (f"firmware {firmware} has no Bus Watchdog, which stops the claw when the driver dies "
+                           f"({WATCHDOG_FIRMWARE} or later has it): update it with DYNAMIXEL Wizard 2.0")
+            if motor_id in multi_turn_ids and firmware < CLEAR_FIRMWARE:
+                advice = (f"firmware {firmware} cannot clear its turn count, which resets need after 128 turns "
+                          f"({CLEAR_FIRMWARE} or later can): update it with DYNAMIXEL Wizard 2.0")
             reports.append(
                 MotorReport(
-                    motor_id, name, read("firmware_version"), read("present_temperature"),
-                    read("present_input_voltage") * VOLT_PER_COUNT, error_status, position, problem,
+                    motor_id, name, firmware, read("present_temperature"),
+                    read("present_input_voltage") * VOLT_PER_COUNT, error_status, position, problem, advice,
                 )
             )
         except DynamixelError as error:
@@ -68,6 +84,7 @@ def format_table(reports: list[MotorReport]) -> str:
         cell = lambda v, fmt="": "-" if v is None else format(v, fmt)  # noqa: E731
         lines.append(
             f"{r.motor_id:>3}  {r.model:<11} {cell(r.firmware):>8} {cell(r.temperature_c):>6} "
-            f"{cell(r.voltage_v, '.1f'):>6} {cell(r.error_status, '#04x'):>5}  {r.position:<14} {r.problem or 'ok'}"
+            f"{cell(r.voltage_v, '.1f'):>6} {cell(r.error_status, '#04x'):>5}  {r.position:<14} "
+            f"{r.problem or 'ok'}{f' ({r.advice})' if r.advice else ''}"
         )
     return "\n".join(lines)

@@ -28,6 +28,11 @@ RETURN_DELAY_S_PER_COUNT = 2e-6
 
 BROADCAST_ID = 0xFE
 
+# The firmware that brought what the driver relies on: Bus Watchdog (98) from v38 (the e-manual's
+# X-series control table), the CLEAR instruction from v42 (its Clear Multi-Turn examples).
+WATCHDOG_FIRMWARE = 38
+CLEAR_FIRMWARE = 42
+
 
 @dataclass(frozen=True)
 class Register:

@@ -28,6 +28,7 @@ import numpy as np
 from slac_robot.calibration.joints import JointCalibration
 from slac_robot.hardware.bus import DynamixelBus
 from slac_robot.hardware.control_table import (
+    CLEAR_FIRMWARE,
     COUNTS_PER_TURN,
     EXTENDED_GOAL_LIMIT_COUNTS,
     HEALTH_BLOCK,
@@ -249,8 +250,8 @@ class DClawRobot:
             if error.error_number not in (RESULT_FAIL, INSTRUCTION_ERROR):
                 raise
             turns = f"{present_counts / COUNTS_PER_TURN:+.0f} turns"
-            no_clear = ("its firmware has no CLEAR instruction (firmware 42 or later has it); update it with "
-                        "DYNAMIXEL Wizard 2.0")
+            no_clear = (f"its firmware has no CLEAR instruction (firmware {CLEAR_FIRMWARE} or later has it); update "
+                        "it with DYNAMIXEL Wizard 2.0")
             if abs(present_counts) + COUNTS_PER_TURN // 2 <= EXTENDED_GOAL_LIMIT_COUNTS:
                 if error.error_number == INSTRUCTION_ERROR:
                     warnings.warn(f"the valve servo (motor {self.valve_id}) has counted {turns} and cannot clear "

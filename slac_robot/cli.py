@@ -504,11 +504,14 @@ def check_hardware(cfg: DictConfig) -> int:
         calibration = None
     bus, close = open_bus(backend)
     try:
-        reports = survey(bus, _bus_ids(backend), calibration)
+        reports = survey(bus, _bus_ids(backend), calibration, multi_turn_ids=(backend["valve_id"],))
     finally:
         close()
     print(f"bus {bus.path} at {backend['baud_rate']} bit/s")
     print(format_table(reports))
+    for report in reports:
+        if report.advice:
+            print(f"note: motor {report.motor_id}: {report.advice}")
     problems = [r for r in reports if r.problem]
     if problems:
         print(f"slac-robot check-hardware: {len(problems)} motor(s) with a problem: "

@@ -17,6 +17,7 @@ from slac_robot.backends import make_action_filter, make_bus, make_emulated_dcla
 from slac_robot.calibration.joints import NOMINAL_FILE, JointCalibration, MotorCalibration
 from slac_robot.config import ConfigError
 from slac_robot.hardware.bus import latency_timer_warning
+from slac_robot.hardware.check import format_table, survey
 from slac_robot.hardware.control_table import MODEL_BY_NAME, RAD_PER_COUNT
 from slac_robot.hardware.errors import (
     BusTimeout,
@@ -226,6 +227,17 @@ def test_a_valve_servo_without_clear_warns_while_the_goal_fits_and_then_says_to_
     with pytest.raises(DynamixelError, match=r"motor 50.*\+26[01] turns.*cannot clear.*firmware 42.*power-cycle"):
         rig.robot.hold_valve(valve_rad)
     assert not valve.torque_on
+
+
+def test_the_hardware_check_names_firmware_too_old_for_the_watchdog_or_the_valves_clear(rig):
+    rig.emulator.motors[11].set("firmware_version", 37)  # before the Bus Watchdog (38)
+    rig.emulator.motors[50].set("firmware_version", 41)  # before CLEAR (42)
+    reports = {r.motor_id: r for r in survey(rig.bus, [10, 11, 50], None, multi_turn_ids=(50,))}
+    assert reports[10].problem is None and reports[10].advice is None
+    assert "firmware 37 has no Bus Watchdog" in reports[11].problem and "DYNAMIXEL Wizard" in reports[11].problem
+    assert reports[50].problem is None  # a valve that cannot clear its count still runs, for 256 turns
+    assert "firmware 41 cannot clear its turn count" in reports[50].advice
+    assert "ok (firmware 41 cannot clear" in format_table(list(reports.values()))
 
 
 def test_torque_off_reaches_every_motor_even_past_one_in_hardware_error(rig):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from slac_robot.hardware.control_table import (
     BAUD_RATES,
+    CLEAR_FIRMWARE,
     COUNTS_PER_TURN,
     EEPROM_END,
     EXTENDED_GOAL_LIMIT_COUNTS,
@@ -17,8 +18,7 @@ from slac_robot.hardware.control_table import (
 )
 from slac_robot.hardware.emulator.protocol import ALERT_BIT, ErrorNumber
 
-FIRMWARE_VERSION = 46  # the Bus Watchdog exists from firmware 38 on
-CLEAR_FIRMWARE = 42  # CLEAR exists from firmware 42 on (the e-manual's Clear Multi-Turn examples)
+FIRMWARE_VERSION = 46  # past WATCHDOG_FIRMWARE and CLEAR_FIRMWARE
 # The registers a fired Bus Watchdog makes read-only (writes get a Data Range Error).
 GOAL_REGISTERS = ("goal_pwm", "goal_current", "goal_velocity", "goal_position")
 WATCHDOG_FIRED = -1  # what Bus Watchdog (98) reads after it fired
