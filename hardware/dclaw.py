@@ -38,6 +38,7 @@ from slac_robot.hardware.control_table import (
     REG,
     STATE_BLOCK,
     VOLT_PER_COUNT,
+    WATCHDOG_FIRMWARE,
     WATCHDOG_S_PER_COUNT,
     to_signed,
 )
@@ -145,6 +146,13 @@ class DClawRobot:
         if unknown:
             names = ", ".join(m.name for m in MODELS.values())
             raise MotorMissing(f"motor(s) {', '.join(unknown)} are not a supported model ({names})")
+        firmware = {motor_id: self.bus.read(motor_id, "firmware_version", check_alert=False) for motor_id in self._all_ids}
+        old = [f"{motor_id} (firmware {version})" for motor_id, version in firmware.items() if version < WATCHDOG_FIRMWARE]
+        if old:
+            raise MotorMissing(
+                f"motor(s) {', '.join(old)} predate the Bus Watchdog (firmware {WATCHDOG_FIRMWARE}), which stops the "
+                "claw when the driver dies; update them with DYNAMIXEL Wizard 2.0"
+            )
         return models
 
     def _configure(self, motor_id: int) -> None:

@@ -66,7 +66,8 @@ class MotorHardwareError(DynamixelError):
 
 
 class MotorMissing(DynamixelError):
-    """A configured servo does not answer a ping, or answers with an unexpected model."""
+    """A configured servo does not answer a ping, answers with an unexpected model, or runs firmware
+    that predates what the driver relies on (the Bus Watchdog)."""
 
 
 class WatchdogFired(DynamixelError):

@@ -170,7 +170,8 @@ def start_bus_emulator(
     joint_ids = tuple(backend["joint_ids"])
     others = [i for i in (backend["valve_id"], backend["guide_id"]) if i is not None]
     absent = set(emulator_cfg["absent_ids"])
-    motors = {i: EmulatedMotor(i, MODEL_BY_NAME[model_name]) for i in (*joint_ids, *others) if i not in absent}
+    firmware = {} if emulator_cfg["firmware_version"] is None else {"firmware_version": int(emulator_cfg["firmware_version"])}
+    motors = {i: EmulatedMotor(i, MODEL_BY_NAME[model_name], **firmware) for i in (*joint_ids, *others) if i not in absent}
     mounting = make_joint_calibration(emulator_cfg["mounting_file"])
     plant = SimPlant(robot, simulation, mounting, joint_ids, backend["valve_id"], backend["guide_id"])
     emulator = BusEmulator(

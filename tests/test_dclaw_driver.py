@@ -85,6 +85,14 @@ def test_a_missing_motor_is_named_and_nothing_is_left_open():
     assert not any(t.name == "bus-emulator" for t in threading.enumerate())  # the emulator was stopped
 
 
+def test_servos_without_the_bus_watchdog_are_refused_before_anything_moves():
+    # The watchdog is what stops the claw when the driver dies; firmware 37 predates it.
+    with pytest.raises(MotorMissing, match=r"10 \(firmware 37\).*predate the Bus Watchdog.*DYNAMIXEL Wizard"):
+        build_rig("backend.emulator.firmware_version=37")
+    assert not any(t.name == "bus-emulator" for t in threading.enumerate())
+    build_rig("backend.emulator.firmware_version=38").robot.close()  # from 38 on it connects
+
+
 def test_a_missing_port_says_what_to_do():
     backend, _ = sections()
     with pytest.raises(PortNotFound, match="plug in the U2D2"):

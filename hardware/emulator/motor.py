@@ -75,8 +75,9 @@ class EmulatedMotor:
     one turn (0..4095) where the shaft is.
     """
 
-    def __init__(self, motor_id: int, model: Model):
+    def __init__(self, motor_id: int, model: Model, firmware_version: int = FIRMWARE_VERSION):
         self.model = model
+        self.firmware_version = firmware_version
         self.table = bytearray(TABLE_SIZE)
         self._registered: tuple[int, bytes] | None = None
         self._cleared_counts = 0  # whole turns taken off the count, in counts
@@ -85,7 +86,7 @@ class EmulatedMotor:
     def _factory(self, motor_id: int) -> None:
         self.table[:] = bytes(TABLE_SIZE)
         self.set("model_number", self.model.number)
-        self.set("firmware_version", FIRMWARE_VERSION)
+        self.set("firmware_version", self.firmware_version)
         self.set("id", motor_id)
         for name, value in FACTORY_VALUES.items():
             self.set(name, value)
