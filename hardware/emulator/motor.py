@@ -69,8 +69,8 @@ class EmulatedMotor:
     does not say that the torque drops, so it stays on here: the servo holds where it stopped.
     The bus emulator measures the quiet time (see `watchdog_timeout_s`) and calls `fire_watchdog`.
 
-    Multi-turn count: the plant reads and sets the output shaft's angle in counts
-    (`shaft_goal_counts`, `sense_shaft`); Present and Goal Position are those counts less the turns
+    Multi-turn count: the plant sets the output shaft's angle and reads the goal, both in shaft
+    counts (`sense_shaft`, `shaft_goal_counts`); Present and Goal Position are those counts less the turns
     that CLEAR (`clear_multi_turn`) or a reboot took off, which bring Present Position back within
     one turn (0..4095) where the shaft is.
     """
