@@ -159,6 +159,7 @@ def start_bus_emulator(
     """Starts the bus emulator with the configured servos in front of the simulated claw."""
     from slac_robot.hardware.control_table import MODEL_BY_NAME
     from slac_robot.hardware.emulator import BusEmulator, EmulatedMotor
+    from slac_robot.hardware.emulator.motor import FIRMWARE_VERSION
     from slac_robot.hardware.emulator.sim_plant import SimPlant
 
     emulator_cfg = backend["emulator"]
@@ -170,8 +171,9 @@ def start_bus_emulator(
     joint_ids = tuple(backend["joint_ids"])
     others = [i for i in (backend["valve_id"], backend["guide_id"]) if i is not None]
     absent = set(emulator_cfg["absent_ids"])
-    firmware = {} if emulator_cfg["firmware_version"] is None else {"firmware_version": int(emulator_cfg["firmware_version"])}
-    motors = {i: EmulatedMotor(i, MODEL_BY_NAME[model_name], **firmware) for i in (*joint_ids, *others) if i not in absent}
+    firmware = emulator_cfg["firmware_version"]
+    firmware = FIRMWARE_VERSION if firmware is None else require_int("backend.emulator.firmware_version", firmware)
+    motors = {i: EmulatedMotor(i, MODEL_BY_NAME[model_name], firmware) for i in (*joint_ids, *others) if i not in absent}
     mounting = make_joint_calibration(emulator_cfg["mounting_file"])
     plant = SimPlant(robot, simulation, mounting, joint_ids, backend["valve_id"], backend["guide_id"])
     emulator = BusEmulator(
