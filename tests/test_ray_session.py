@@ -23,6 +23,7 @@ import tempfile
 import time
 
 import pytest
+from omegaconf import OmegaConf
 
 from slac_robot.agent.replay import episode_stamps
 from slac_robot.safety import read_events
@@ -176,15 +177,25 @@ def test_two_simulated_claws_on_a_local_ray_instance_every_episode_reaches_the_l
                     "schedule.eval_episodes=1")
     out, err = process.communicate(timeout=600)
     assert process.returncode == 0, err
-    assert "100 environment steps, 10 episodes from 2 robots" in out
+    # 10 episodes of 10 steps, unless a trip cut one short: on a loaded machine a claw's 10 Hz
+    # loop overruns and its safety layer ends the episode (then the 100 steps take more episodes).
+    recorded = {robot: actor_rows(out_dir, robot) for robot in ("robot0", "robot1")}
+    assert min(recorded.values()) >= 1 and sum(recorded.values()) >= 10, recorded
+    summary = re.search(r"(\d+) environment steps, (\d+) episodes from 2 robots", out)
+    assert summary and int(summary[1]) >= 100 and int(summary[2]) == sum(recorded.values()), out
     assert_nothing_lost(out_dir, ["robot0", "robot1"])
-    assert replay_origins(out_dir) == {"robot0": list(range(5)), "robot1": list(range(5))}
+    assert replay_origins(out_dir) == {robot: list(range(n)) for robot, n in recorded.items()}
     with open(out_dir / "train_episodes.csv") as f:
         rows = list(csv.DictReader(f))
-    assert sorted(r["robot"] for r in rows) == ["robot0"] * 5 + ["robot1"] * 5
+    assert sorted(r["robot"] for r in rows) == ["robot0"] * recorded["robot0"] + ["robot1"] * recorded["robot1"]
+    assert sum(int(r["steps"]) for r in rows) == int(summary[1])
+    assert all(int(r["steps"]) == EPISODE_STEPS or r["tripped"] for r in rows), rows
     assert all(r["return"] and r["robot_trips_per_1000_steps"] for r in rows)
-    # each claw's control loop is paced: its jitter per episode, measured there, shown here
-    assert all(0.0 <= float(r["robot_period_error_p99_ms"]) < 1000.0 and int(r["robot_overruns"]) >= 0 for r in rows)
+    # each claw's control loop is paced: its jitter and late ticks per episode, measured there,
+    # shown here; an episode ended by an `overrun` trip counted the late ticks in a row that trip
+    assert all(0.0 <= float(r["robot_period_error_p99_ms"]) and int(r["robot_overruns"]) >= 0 for r in rows)
+    in_a_row = OmegaConf.load(out_dir / "config.yaml").safety.health.max_overruns_in_a_row
+    assert all(int(r["robot_overruns"]) >= in_a_row for r in rows if r["tripped"] == "overrun")
     assert (out_dir / "tensorboard" / "robots").is_dir() and (out_dir / "tensorboard" / "learner").is_dir()
     for robot in ("robot0", "robot1"):
         assert (out_dir / "actors" / robot / "control_loop.json").is_file()
