@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import numpy as np
 import pytest
@@ -196,6 +197,23 @@ def test_bf16_autocast_fast_path_stays_close_to_float32():
     torch.manual_seed(3)
     got = fast.update_model(fast.to_batch(sample))
     assert got["model/loss"] == pytest.approx(expected["model/loss"], rel=0.02)
+
+
+def test_bf16_sac_features_stay_close_to_float32_and_leave_the_rest_float32():
+    plain, fast = make_agent(), make_agent(sac_features_bf16=True)
+    fast.load_state_dict(plain.state_dict())
+    batch = plain.to_batch(make_sample(8))
+    torch.manual_seed(3)
+    expected_features, expected_z = plain._features_and_latents(batch)
+    torch.manual_seed(3)
+    features, z = fast._features_and_latents(batch)
+    assert features.dtype == z.dtype == torch.float32
+    assert not torch.equal(features, expected_features)  # the bf16 pass did run
+    torch.testing.assert_close(features, expected_features, rtol=0.02, atol=0.02)
+    torch.testing.assert_close(z, expected_z, rtol=0.05, atol=0.05)
+    metrics = fast.update_sac(fast.to_batch(make_sample(8, seed=1)))
+    assert all(math.isfinite(v) for v in metrics.values())
+    assert all(p.dtype == torch.float32 for p in fast.actor.parameters())
 
 
 def test_fused_adam_fast_path_equals_the_per_tensor_adam():
