@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import signal
 import subprocess
 import time
@@ -174,6 +175,23 @@ def test_the_critic_values_tool_groups_a_slac_runs_episodes_by_how_they_ended(ru
     assert all(np.isfinite(found[g][1:]).all() for g in found if found[g][0] > 0)
     # --from-steps leaves out the episodes recorded before: two of 10 steps each
     assert sum(v[0] for v in groups("--from-steps", "21").values()) == 2
+
+
+def test_the_critic_td_error_tool_splits_a_slac_runs_td_error_by_the_valves_error(run):
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "tools/critic_td_error.py", str(run), "--windows", "12", "--samples", "3"],
+                          capture_output=True, text=True, cwd=repo)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    spread = re.search(r"std across 3 posterior samples of one window ([\d.]+)", lines[0])
+    assert spread and float(spread[1]) > 0.0  # z_t is a posterior sample: its Q varies
+    assert re.search(r"as trained [\d.]+; Q and target averaged over the samples [\d.]+", lines[1]), lines[1]
+    rows = [line.split() for line in lines[3:]]
+    assert [row[0] for row in rows] == ["0.00-0.10", "0.10-0.25", "0.25-0.60", "0.60-1.50", "1.50-3.14"]
+    assert sum(int(row[1]) for row in rows) == 12  # every window in one bin
+    assert sum(float(row[3]) for row in rows) == pytest.approx(1.0, abs=0.03)
 
 
 def test_a_run_writes_evaluation_and_model_videos(run):
