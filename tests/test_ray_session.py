@@ -8,6 +8,7 @@ The waits are bounded loops for something to happen, never timing checks."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import math
@@ -408,8 +409,9 @@ def test_a_frozen_learner_looks_like_a_dropped_link_and_no_episode_is_lost_or_do
         os.kill(learner, signal.SIGCONT)
         out, err = process.communicate(timeout=600)
     finally:
-        if learner is not None:
-            os.kill(learner, signal.SIGCONT)
+        if learner is not None:  # never leave it stopped (it may have ended since: nothing to do)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(learner, signal.SIGCONT)
         process.kill()
     assert process.returncode == 0, err
     for robot in ("robot0", "robot1"):
@@ -471,5 +473,8 @@ def test_an_outbox_file_the_learner_refuses_is_set_aside_and_the_robot_goes_on(t
     assert process.returncode == 0, err
     assert [p.name for p in (box / "corrupt").iterdir()] == ["episode_00000000_2.npz"]
     assert "not sent (the learner refused it" in (out_dir / "actors" / "robot0" / "actor.log").read_text()
-    assert replay_origins(out_dir) == {"robot0": [1, 2, 3, 4, 5]}  # its own five, after the stranger's index
+    # its own episodes (five of 10 steps; more where a loaded machine's overrun trips cut some
+    # short), numbered after the stranger's index
+    recorded = actor_rows(out_dir, "robot0")
+    assert recorded >= 5 and replay_origins(out_dir) == {"robot0": list(range(1, recorded + 1))}
     assert outbox(out_dir, "robot0") == []
