@@ -6,8 +6,8 @@
 SLAC's critics are trained on one posterior sample z_t per window, and their targets on another
 sample z_{t+1}. This tool loads the run's newest sound checkpoint, draws --windows training
 windows from the newest --recent-steps of its replay (read; an unreadable episode file is moved
-to replay/corrupt/, as training does), draws --samples posterior
-samples of each, and prints:
+to replay/corrupt/, as training does), draws --samples (at least 2) posterior samples of each,
+and prints:
   - the spread of Q1(z_t, a_t) across the samples of one window, against its spread across windows;
   - the RMS TD error of critic 1 as it is trained (one sample for z_t, an independent one for
     z_{t+1}), and with Q and its target averaged over the samples: the difference is the part
@@ -37,13 +37,13 @@ ERROR_BINS_RAD = (0.0, 0.1, 0.25, 0.6, 1.5, np.pi + 1e-6)  # the reward's bonus 
 
 @dataclass(frozen=True)
 class TdErrors:
-    """Per window (B,): the TD errors and the valve's distance from the goal at t."""
+    """The TD errors of B windows, K posterior samples each, and the valve's distance from the goal at t."""
 
-    q_std_across_samples: np.ndarray  # std of Q1(z_t, a_t) over the posterior samples
-    q_mean: np.ndarray  # Q1(z_t, a_t) averaged over the samples
-    td_one_sample: np.ndarray  # y(z_{t+1}) - Q1(z_t), independent samples, as in training
-    td_averaged: np.ndarray  # mean_k y(z^k_{t+1}) - mean_k Q1(z^k_t)
-    error_rad: np.ndarray  # |valve - goal| at t
+    q_std_across_samples: np.ndarray  # (B,) std of Q1(z_t, a_t) over the posterior samples
+    q_mean: np.ndarray  # (B,) Q1(z_t, a_t) averaged over the samples
+    td_one_sample: np.ndarray  # (K, B) y(z_{t+1}) - Q1(z_t), independent samples, as in training
+    td_averaged: np.ndarray  # (B,) mean_k y(z^k_{t+1}) - mean_k Q1(z^k_t)
+    error_rad: np.ndarray  # (B,) |valve - goal| at t
 
 
 @torch.no_grad()
@@ -55,7 +55,9 @@ def td_errors(agent, sample: dict[str, np.ndarray], samples: int) -> TdErrors:
     features = agent.model.encode(batch.images)
     z = torch.stack([agent.model.posterior(features, batch.actions, agent.proprio(batch)).z
                      for _ in range(samples)])  # (K, B, T+1, Z)
-    next_action, next_log_pi = agent.actor(agent.actor_inputs(features[:, 1:], batch.actions[:, 1:], goals[:, -1]))
+    proprio = agent.proprio(batch)
+    next_action, next_log_pi = agent.actor(agent.actor_inputs(
+        features[:, 1:], batch.actions[:, 1:], goals[:, -1], proprio[:, 1:] if proprio is not None else None))
     q_t, target = [], []
     for z_k in z:
         q1, _ = agent.critic(torch.cat([z_k[:, -2], batch.actions[:, -1], goals[:, -2]], -1))
@@ -69,7 +71,7 @@ def td_errors(agent, sample: dict[str, np.ndarray], samples: int) -> TdErrors:
     return TdErrors(
         q_std_across_samples=q_t.std(0).numpy(),
         q_mean=q_t.mean(0).numpy(),
-        td_one_sample=(target.roll(1, 0) - q_t).numpy().ravel(),  # z_{t+1} from another draw than z_t
+        td_one_sample=(target.roll(1, 0) - q_t).numpy(),  # z_{t+1} from another draw than z_t
         td_averaged=(target.mean(0) - q_t.mean(0)).numpy(),
         error_rad=np.abs(error),
     )
@@ -106,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=8, help="posterior samples per window")
     parser.add_argument("--recent-steps", type=int, default=16000, help="draw from the replay's newest steps")
     args = parser.parse_args(argv)
+    if args.samples < 2:
+        parser.error("--samples must be at least 2 (z_t and z_{t+1} from different draws)")
     torch.set_num_threads(1)
     torch.manual_seed(0)  # the same draws every time
     agent, replay = load(args.run, args.recent_steps)
@@ -115,8 +119,7 @@ def main(argv: list[str] | None = None) -> int:
           f"across windows {td.q_mean.std():.1f}")
     print(f"RMS TD error: one sample each, as trained {rms(td.td_one_sample):.1f}; "
           f"Q and target averaged over the samples {rms(td.td_averaged):.1f}")
-    squared = td.td_one_sample.reshape(args.samples, -1) ** 2
-    per_window = squared.mean(0)
+    per_window = (td.td_one_sample ** 2).mean(0)  # mean squared TD error of each window over its draws
     print(f"{'|valve - goal| rad':>20} {'windows':>8} {'RMS TD':>8} {'share':>6}")
     for low, high in zip(ERROR_BINS_RAD[:-1], ERROR_BINS_RAD[1:]):
         chosen = (td.error_rad >= low) & (td.error_rad < high)
