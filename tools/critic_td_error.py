@@ -53,18 +53,17 @@ def td_errors(agent, sample: dict[str, np.ndarray], samples: int) -> TdErrors:
     batch = agent.to_batch(sample)
     goals = batch.vector(agent.goal_keys)
     features = agent.model.encode(batch.images)
-    z = torch.stack([agent.model.posterior(features, batch.actions, agent.proprio(batch)).z
-                     for _ in range(samples)])  # (K, B, T+1, Z)
     proprio = agent.proprio(batch)
+    z = torch.stack([agent.model.posterior(features, batch.actions, proprio).z
+                     for _ in range(samples)])  # (K, B, T+1, Z)
     next_action, next_log_pi = agent.actor(agent.actor_inputs(
         features[:, 1:], batch.actions[:, 1:], goals[:, -1], proprio[:, 1:] if proprio is not None else None))
     q_t, target = [], []
     for z_k in z:
         q1, _ = agent.critic(torch.cat([z_k[:, -2], batch.actions[:, -1], goals[:, -2]], -1))
-        q1_next, q2_next = agent.critic_target(torch.cat([z_k[:, -1], next_action, goals[:, -1]], -1))
-        soft_value = torch.min(q1_next, q2_next) - agent.alpha * next_log_pi
         q_t.append(q1[:, 0])
-        target.append((batch.rewards[:, -1:] + (1.0 - batch.terminated[:, -1:]) * agent.cfg.gamma * soft_value)[:, 0])
+        target.append(agent.td_target(torch.cat([z_k[:, -1], next_action, goals[:, -1]], -1), next_log_pi,
+                                      batch.rewards[:, -1:], 1.0 - batch.terminated[:, -1:])[:, 0])
     q_t, target = torch.stack(q_t), torch.stack(target)  # (K, B)
     valve, goal = sample["valve"][:, -2], sample["goal"][:, -2]
     error = wrap_to_pi(np.arctan2(valve[:, 1], valve[:, 0]) - np.arctan2(goal[:, 1], goal[:, 0]))

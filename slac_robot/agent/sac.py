@@ -104,6 +104,15 @@ class SoftActorCritic:
         self.model_updates = int(state["model_updates"])
         self.sac_updates = int(state["sac_updates"])
 
+    @torch.no_grad()
+    def td_target(self, next_critic_input: torch.Tensor, next_log_pi: torch.Tensor, reward: torch.Tensor,
+                  not_done: torch.Tensor) -> torch.Tensor:
+        """y = r_t + gamma (1 - done) [min_i Q'_i(s_{t+1}, a') - alpha log pi(a' | .)], all (N, 1);
+        next_critic_input: the target critics' input at t+1 with a' ~ pi, whose log-prob is next_log_pi."""
+        q1_next, q2_next = self.critic_target(next_critic_input)
+        soft_value = torch.min(q1_next, q2_next) - self.alpha * next_log_pi
+        return reward + not_done * self.cfg.gamma * soft_value
+
     def sac_step(
         self,
         critic_in: Callable[[torch.Tensor], torch.Tensor],
@@ -124,12 +133,9 @@ class SoftActorCritic:
         critics' input at t+1. actor_in, next_actor_in: the policy's inputs at t and t+1.
         action (N, A), reward (N, 1), not_done (N, 1). Returns the losses and values."""
         alpha = self.alpha
-        # Critic: y = r_t + gamma (1 - done) [min_i Q'_i(s_{t+1}, a') - alpha log pi(a' | .)]
         with torch.no_grad():
             next_action, next_log_pi = self.actor(next_actor_in)
-            q1_next, q2_next = self.critic_target(next_critic_in(next_action))
-            soft_value = torch.min(q1_next, q2_next) - alpha * next_log_pi
-            target_q = reward + not_done * self.cfg.gamma * soft_value
+            target_q = self.td_target(next_critic_in(next_action), next_log_pi, reward, not_done)
         q1, q2 = self.critic(critic_in(action))
         critic_loss = F.mse_loss(q1, target_q) + F.mse_loss(q2, target_q)
         self.critic_optim.zero_grad(set_to_none=True)
