@@ -80,6 +80,7 @@ def make_simulation(backend: dict[str, Any]) -> "ValveSimulation":
             view_camera=pose(backend["view_camera"]),
             goal_marker_radius_m=backend["goal_marker_radius_m"],
             goal_marker_height_m=backend["goal_marker_height_m"],
+            valve_marker=backend["valve_marker"],
         ),
     )
 

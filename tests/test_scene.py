@@ -14,6 +14,7 @@ from slac_robot.sim import scene
 from omegaconf import OmegaConf
 
 from slac_robot.backends import make_simulation
+from slac_robot.config import ConfigError
 from slac_robot.tasks import wrap_to_pi
 
 from conftest import compose
@@ -201,3 +202,38 @@ def test_the_valve_turns_freely_past_whole_turns(robot, sim, reset_pose, directi
     finally:
         sim.data.qfrc_applied[sim.valve_qvel_index] = 0.0
     assert direction * robot.read().valve_pos_rad > 2 * math.pi + 0.3
+
+
+def _changed_pixels(env, goal_rad: float, valve_a_rad: float, valve_b_rad: float) -> int:
+    """Pixels of the agent's image that change by more than 30 (sum over RGB) between the valve
+    at valve_a_rad and at valve_b_rad, the claw at its reset pose and the goal shown at goal_rad."""
+    images = []
+    for valve_rad in (valve_a_rad, valve_b_rad):
+        observation, _ = env.reset(seed=0, options={"goal_rad": goal_rad, "valve_rad": valve_rad})
+        images.append(observation["image"].astype(int))
+    return int((np.abs(images[0] - images[1]).sum(-1) > 30).sum())
+
+
+def test_the_prong_marker_tells_the_goal_from_its_120_degree_look_alikes(make_fresh_env):
+    """The three prongs look alike every 120 degrees: only the valve's marker tells the goal from
+    the angles 120 degrees off it. With the old thin stripe SLAC held the valve there
+    (docs/results/comparison); the red prong changes ~3x as many pixels."""
+    goal = math.pi / 2
+    look_alikes = (goal + 2 * math.pi / 3, goal - 2 * math.pi / 3)
+    changed = {}
+    for marker in ("stripe", "prong"):
+        env = make_fresh_env(compose(f"backend.valve_marker={marker}"))
+        changed[marker] = [_changed_pixels(env, goal, goal, other) for other in look_alikes]
+        if marker == "prong":
+            ten_degrees = _changed_pixels(env, goal, goal, goal + math.radians(10))
+    for stripe, prong in zip(changed["stripe"], changed["prong"]):
+        assert stripe > 0  # the stripe showed, faintly
+        assert prong >= 2 * stripe
+        assert prong >= ten_degrees / 2  # as plain to see as a few degrees of turn
+
+
+def test_an_unknown_valve_marker_is_a_config_error_that_names_the_choices(config):
+    section = OmegaConf.to_container(config.backend)
+    section["valve_marker"] = "flag"
+    with pytest.raises(ConfigError, match=r"backend.valve_marker='flag' is not one of: prong, stripe"):
+        make_simulation(section)

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
+from slac_robot.config import ConfigError
+
 ROBEL_SCENE = "dclaw/assets/dclaw3xh_valve3_v0.xml"
 OVERLAY_INCLUDE = "chain3xh_overlay.xml"
 
@@ -41,6 +43,15 @@ VIEW_CAMERA = "view"
 COLLISION_GROUP = 4
 # The group our markers (goal marker, valve mark) live in, shown by both visual models.
 MARKER_GROUP = 5
+
+# The valve's red marker (SceneLayout.valve_marker), on the prong along +y of the valve body:
+# MJCF capsule (radius, half-length) and position in that body. "prong" is a capsule a shade
+# larger than ROBEL's prong primitive (radius 0.021, half-length 0.035, centre (0, 0.038, 0.054)),
+# so the whole prong shows red: in the 64x64 image it moves ~3.5x more pixels than the stripe.
+VALVE_MARKERS = {
+    "prong": ("0.0225 0.0355", "0 0.038 0.054"),
+    "stripe": ("0.006 0.025", "0 0.045 0.077"),
+}
 
 
 class SceneAssetsNotFound(RuntimeError):
@@ -113,12 +124,21 @@ class SceneLayout:
     goal_marker_radius_m, goal_marker_height_m: the marker's distance from the valve axis and
         height above the floor. It floats beside the valve (visual only, nothing collides with
         it) outside the arms' reach and high enough that the valve never hides it from the camera.
+    valve_marker: what shows the valve's angle, one of VALVE_MARKERS: "prong" paints one of its
+        three prongs red; "stripe" (before 2026-12) draws a thin red stripe on that prong's top.
+        The valve's three prongs look alike every 120 degrees, so the marker alone tells the
+        goal from the two angles 120 degrees off it.
     """
 
     agent_camera: CameraPose
     view_camera: CameraPose
     goal_marker_radius_m: float
     goal_marker_height_m: float
+    valve_marker: str = "prong"
+
+    def __post_init__(self) -> None:
+        if self.valve_marker not in VALVE_MARKERS:
+            raise ConfigError(f"backend.valve_marker={self.valve_marker!r} is not one of: {', '.join(VALVE_MARKERS)}")
 
 
 def _xyaxes(pos: np.ndarray, lookat: np.ndarray, up: np.ndarray) -> str:
@@ -178,16 +198,17 @@ def build_valve_scene_xml(layout: SceneLayout) -> str:
         group=str(MARKER_GROUP),
     )
 
-    # A bright stripe on top of the valve shows its angle in both visual models
+    # The red marker shows the valve's angle in both visual models
     # (the valve points along +x of the world at angle 0, as ROBEL's `valve_mark` does).
     valve = next(b for b in root.iter("body") if b.get("name") == "valve")
+    size, pos = VALVE_MARKERS[layout.valve_marker]
     ET.SubElement(
         valve,
         "geom",
         name="valve_marker",
         type="capsule",
-        size="0.006 0.025",
-        pos="0 0.045 0.077",
+        size=size,
+        pos=pos,
         euler="1.5708 0 0",
         rgba="0.9 0.15 0.1 1",
         contype="0",
