@@ -714,15 +714,18 @@ def plot_results(cfg: DictConfig) -> int:
     """Draws the comparison figure of the runs under cfg.root (<setting>/<agent>_s<seed>/eval.csv)."""
     import re
 
-    from slac_robot.runtime.plots import (budget_table, per_goal_table, plot_binned_success, plot_comparison,
-                                          plot_success_by_start_over_steps, read_eval_curve, read_per_goal,
-                                          read_start_errors, read_train_start_errors, start_error_table,
-                                          train_start_error_table)
+    from slac_robot.runtime.plots import (budget_table, final_error_table, per_goal_table, plot_binned_success,
+                                          plot_comparison, plot_success_by_start_over_steps, read_eval_curve,
+                                          read_final_errors, read_per_goal, read_start_errors,
+                                          read_train_start_errors, start_error_table, train_start_error_table)
 
     root = pathlib.Path(str(cfg.root))
     last_evaluations = require_int("per_goal.last_evaluations", cfg.per_goal.last_evaluations, minimum=1)
     bin_width_rad = require_positive("per_goal.bin_width_rad", cfg.per_goal.bin_width_rad)
     start_bin_width_rad = require_positive("by_start_error.bin_width_rad", cfg.by_start_error.bin_width_rad)
+    final_last_evaluations = require_int("by_final_error.last_evaluations", cfg.by_final_error.last_evaluations,
+                                         minimum=1)
+    final_bin_width_rad = require_positive("by_final_error.bin_width_rad", cfg.by_final_error.bin_width_rad)
     budget_env_steps, target_success = _budgets(cfg.at_budget)
     train_bin_width_rad = require_positive("train_by_start_error.bin_width_rad", cfg.train_by_start_error.bin_width_rad)
     block_env_steps = require_int("train_by_start_error.block_env_steps", cfg.train_by_start_error.block_env_steps)
@@ -731,6 +734,7 @@ def plot_results(cfg: DictConfig) -> int:
     seeded: dict[str, dict[str, list]] = {}  # setting -> agent -> (seed, env_steps, success_rate) per run
     per_goal: dict[str, dict[str, list]] = {}
     start_errors: dict[str, dict[str, list]] = {}
+    final_errors: dict[str, dict[str, list]] = {}
     train_starts: dict[str, dict[str, list]] = {}
     order = list(budget_env_steps)  # the figure's and tables' goal settings in at_budget's order (the paper's)
 
@@ -755,6 +759,8 @@ def plot_results(cfg: DictConfig) -> int:
         starts = read_start_errors(episodes_csv, last_evaluations) if episodes_csv.is_file() else []
         if starts:
             start_errors.setdefault(setting, {}).setdefault(agent, []).append(starts)
+        if episodes_csv.is_file() and (ends := read_final_errors(episodes_csv, final_last_evaluations)):
+            final_errors.setdefault(setting, {}).setdefault(agent, []).append(ends)
         train_csv = eval_csv.with_name("train_episodes.csv")
         starts = read_train_start_errors(train_csv) if train_csv.is_file() else []
         if starts:
@@ -778,6 +784,14 @@ def plot_results(cfg: DictConfig) -> int:
         plot_binned_success(rows, out.with_name(out.stem + "_by_start_error.png"), "start_error_low_rad",
                             "start_error_high_rad", "goal - valve at the start (rad)")
         print(f"success by the valve's start error over the same evaluations: {table} and its figure")
+    rows = final_error_table(final_errors, final_bin_width_rad)
+    if rows:
+        table = _write_table(out, "_failures_by_final_error", rows)
+        plot_binned_success(rows, out.with_name(out.stem + "_failures_by_final_error.png"), "final_error_low_rad",
+                            "final_error_high_rad", "|goal - valve| at the end of a failed episode (rad)",
+                            "share_of_failures", "failed_episodes", "share of the failed evaluations")
+        print(f"where the valve stood when evaluations failed, over each run's last {final_last_evaluations} "
+              f"evaluations: {table} and its figure")
     rows = train_start_error_table(train_starts, train_bin_width_rad, block_env_steps, min_episodes)
     if rows:
         table = _write_table(out, "_train_by_start_error", rows)

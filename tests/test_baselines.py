@@ -295,6 +295,33 @@ def test_plot_results_tabulates_success_by_the_valves_start_error_over_the_last_
     assert "by_start_error.bin_width_rad" in capsys.readouterr().err
 
 
+def test_plot_results_shows_where_the_valve_stood_when_evaluations_failed(tmp_path, capsys):
+    header = "env_steps,episodes,success_rate,mean_return,per_goal\n"
+    episodes_header = "env_steps,seed,goal,start_error_rad,final_error_rad,success,return,steps,trip\n"
+    # (final error, success) of the last evaluation: seed 0 fails twice at the look-alike 2pi/3
+    # (either side) and once near the goal; seed 1 once at pi; successes never count
+    for seed, outcomes in enumerate([[(2.0, 0), (-2.2, 0), (0.3, 0), (0.01, 1)], [(-3.1416, 0), (0.05, 1)]]):
+        run = tmp_path / "fixed" / f"slac_cpu_s{seed}"
+        run.mkdir(parents=True)
+        (run / "eval.csv").write_text(header + "1000,25,0,-300,+1.57:0.000/2.0/4\n2000,50,0.2,0,+1.57:0.200/0.5/4\n")
+        old = "1000,0,+1.57,0.1,1.0,0,-300,40,\n"  # a failure before the last evaluation: left out
+        new = "".join(f"2000,{i},+1.57,1.0,{end},{ok},0,40,\n" for i, (end, ok) in enumerate(outcomes))
+        (run / "eval_episodes.csv").write_text(episodes_header + old + new)
+    assert main(["plot-results", f"root={tmp_path}", "by_final_error.last_evaluations=1"]) == 0
+    assert "where the valve stood when evaluations failed" in capsys.readouterr().out
+    rows = (tmp_path / "comparison_failures_by_final_error.csv").read_text().splitlines()
+    # 40-degree bins centred on 0, 2pi/9, 4pi/9, 2pi/3, 8pi/9, the last closed at pi
+    assert rows == ["setting,agent,final_error_low_rad,final_error_high_rad,failed_episodes,share_of_failures",
+                    "fixed,slac_cpu,0.0,0.349,1,0.25",     # 0.3
+                    "fixed,slac_cpu,0.349,1.047,0,0.0",
+                    "fixed,slac_cpu,1.047,1.745,0,0.0",
+                    "fixed,slac_cpu,1.745,2.443,2,0.5",    # 2.0 and 2.2: the look-alike
+                    "fixed,slac_cpu,2.443,3.142,1,0.25"]   # pi
+    assert (tmp_path / "comparison_failures_by_final_error.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["plot-results", f"root={tmp_path}", "by_final_error.bin_width_rad=-1"]) == 2
+    assert "by_final_error.bin_width_rad" in capsys.readouterr().err
+
+
 def test_plot_results_reads_each_run_at_its_step_budget_and_the_median_over_seeds(tmp_path, capsys):
     header = "env_steps,episodes,success_rate,mean_return,per_goal\n"
     curves = {0: [0.2, 0.8, 0.6, 0.9], 1: [0.1, 0.3, 0.9, 0.7], 2: [0.0, 0.1, 0.2]}  # seed 2: short of the budget

@@ -188,6 +188,44 @@ def start_error_table(start_errors: dict[str, dict[str, list[list[tuple[float, b
     return rows
 
 
+def read_final_errors(eval_episodes_csv: pathlib.Path, last_evaluations: int) -> list[float]:
+    """|goal - valve| at the end, in rad, of every failed episode in the last evaluations of one
+    run's eval_episodes.csv; [] for a task without a valve (PointReach)."""
+    import csv
+
+    with open(eval_episodes_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or "final_error_rad" not in rows[0]:
+        return []
+    kept = set(list(dict.fromkeys(r["env_steps"] for r in rows))[-last_evaluations:])
+    return [abs(float(r["final_error_rad"])) for r in rows
+            if r["env_steps"] in kept and r["success"] != "1" and r["final_error_rad"] not in ("", "nan")]
+
+
+def final_error_table(final_errors: dict[str, dict[str, list[list[float]]]],
+                      bin_width_rad: float) -> list[dict[str, object]]:
+    """Rows (setting, agent, final error bin, failed episodes, share of the agent's failures): where
+    the valve stood when evaluation episodes failed, pooled over seeds. final_errors: setting ->
+    agent -> one read_final_errors result per seed. The bins are centred on the multiples of
+    bin_width_rad, [0, w/2), [w/2, 3w/2), ..., the last closed at pi: with 2pi/9 one is centred on
+    2pi/3, where the valve's three prongs stand as at the goal. Every bin gets a row, empty ones
+    too, for an agent with failures."""
+    inner = [(k + 0.5) * bin_width_rad for k in range(int(math.pi / bin_width_rad + 0.5))]
+    edges = [0.0, *(e for e in inner if e < math.pi - bin_width_rad / 4), math.pi]  # no sliver at pi
+    rows: list[dict[str, object]] = []
+    for setting, agents in final_errors.items():
+        for agent, seeds in sorted(agents.items()):
+            failed = [e for run in seeds for e in run]
+            if not failed:
+                continue
+            counts = np.histogram(np.clip(failed, 0.0, math.pi), bins=edges)[0]  # the last bin closed at pi
+            for low, high, inside in zip(edges[:-1], edges[1:], counts):
+                rows.append({"setting": setting, "agent": agent, "final_error_low_rad": round(low, 3),
+                             "final_error_high_rad": round(high, 3), "failed_episodes": int(inside),
+                             "share_of_failures": round(int(inside) / len(failed), 3)})
+    return rows
+
+
 def read_train_start_errors(train_episodes_csv: pathlib.Path) -> list[tuple[int, float, bool]]:
     """(env_steps at the episode's end, goal - valve at the start in rad, success) of every training
     episode of one run's train_episodes.csv whose row has its start error; [] where none has
@@ -306,10 +344,12 @@ def median_or_none(values: list[int | None]) -> int | None:
 
 
 def plot_binned_success(rows: list[dict[str, object]], path: pathlib.Path, low_key: str = "goal_low_rad",
-                        high_key: str = "goal_high_rad", xlabel: str = "goal (rad)") -> None:
-    """Bars of the success per bin (per_goal_table's or start_error_table's rows): one panel per
-    goal setting, one bar per agent and bin (rows[low_key], rows[high_key]), each labelled with
-    its number of episodes."""
+                        high_key: str = "goal_high_rad", xlabel: str = "goal (rad)",
+                        value_key: str = "success_rate", count_key: str = "episodes",
+                        ylabel: str = "evaluation success rate") -> None:
+    """Bars of a rate per bin (per_goal_table's, start_error_table's or final_error_table's rows):
+    one panel per goal setting, one bar of rows[value_key] per agent and bin (rows[low_key],
+    rows[high_key]), each labelled with its number of episodes, rows[count_key]."""
     settings = list(dict.fromkeys(str(r["setting"]) for r in rows))
     figure, axes = plt.subplots(1, len(settings), figsize=(4.5 * len(settings), 3.2), dpi=100, squeeze=False)
     for column, setting in enumerate(settings):
@@ -321,8 +361,8 @@ def plot_binned_success(rows: list[dict[str, object]], path: pathlib.Path, low_k
         for k, agent in enumerate(agents):
             for r in (r for r in mine if r["agent"] == agent):
                 x = bins.index((r[low_key], r[high_key])) + (k - (len(agents) - 1) / 2) * width
-                bar = ax.bar(x, r["success_rate"], width, color=f"C{k}", label=agent)
-                ax.bar_label(bar, labels=[f"n={r['episodes']}"], fontsize=6)
+                bar = ax.bar(x, r[value_key], width, color=f"C{k}", label=agent)
+                ax.bar_label(bar, labels=[f"n={r[count_key]}"], fontsize=6)
         ax.set_xticks(range(len(bins)), [f"{a:+.2f}" if a == b else f"[{a:+.2f},{b:+.2f})" for a, b in bins],
                       fontsize=7, rotation=30 if len(bins) > 4 else 0, ha="right" if len(bins) > 4 else "center")
         handles, labels = ax.get_legend_handles_labels()
@@ -332,7 +372,7 @@ def plot_binned_success(rows: list[dict[str, object]], path: pathlib.Path, low_k
         ax.set_title(f"task={setting}")
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3, axis="y")
-    axes[0, 0].set_ylabel("evaluation success rate")
+    axes[0, 0].set_ylabel(ylabel)
     figure.tight_layout()
     _save(figure, path)
 
