@@ -408,13 +408,21 @@ def _resumed_config(run_dir: pathlib.Path, cfg: DictConfig, overrides: list[str]
     (schedule.total_env_steps=...) takes cfg's value; a group choice replaces that section
     (task=..., backend=...), except agent=..., which the run's weights must keep. Keys that the
     version which started the run did not have take this version's defaults (for the run's agent,
-    backend and task), so that a run goes on after an upgrade."""
+    backend and task), so that a run goes on after an upgrade; they are named on stderr, since one
+    may change what the run sees."""
     from slac_robot.config import group_options, load_saved_config
 
     resumed = load_saved_config(run_dir / "config.yaml", "resume")
     choices = [f"{group}={resumed[group].name}" for group in ("agent", "backend", "task")
                if OmegaConf.select(resumed, f"{group}.name") in group_options(group)]
     defaults = OmegaConf.create(OmegaConf.to_container(load_config("train", choices)))
+    named = {override.split("=", 1)[0].lstrip("+~") for override in overrides}
+    added = sorted(key for key in _leaf_keys(defaults) - _leaf_keys(resumed)
+                   if key not in named and key.split(".", 1)[0] not in named)
+    if added:  # a new key can change what the run sees (backend.valve_marker): say so, with the way back
+        shown = ", ".join(f"{key}={OmegaConf.select(defaults, key)}" for key in added)
+        print(f"slac-robot train: {run_dir}/config.yaml predates these settings; the run goes on with this "
+              f"version's defaults: {shown} (pass key=value on the command line to choose)", file=sys.stderr)
     resumed = OmegaConf.merge(defaults, resumed)
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
@@ -429,6 +437,17 @@ def _resumed_config(run_dir: pathlib.Path, cfg: DictConfig, overrides: list[str]
             OmegaConf.update(resumed, key, OmegaConf.select(cfg, key), force_add=True)
     resumed.resume = str(run_dir)
     return resumed
+
+
+def _leaf_keys(cfg: DictConfig, prefix: str = "") -> set[str]:
+    """The dotted keys of a config's values (a list counts as one value)."""
+    keys: set[str] = set()
+    for key, value in cfg.items():
+        if isinstance(value, DictConfig):
+            keys |= _leaf_keys(value, f"{prefix}{key}.")
+        else:
+            keys.add(f"{prefix}{key}")
+    return keys
 
 
 def _restore(trainer, run_dir: pathlib.Path) -> None:

@@ -309,13 +309,16 @@ def test_a_resumed_run_keeps_its_own_config_and_changes_only_what_the_command_li
     assert "agent=slac" in capsys.readouterr().err
 
 
-def test_a_run_started_by_an_older_version_resumes_with_the_new_keys_defaults(tmp_path):
+def test_a_run_started_by_an_older_version_resumes_with_the_new_keys_defaults(tmp_path, capsys):
     run = tmp_path / "run"
     assert train(run, "schedule.total_env_steps=20", "session.poll_s=0.3") == 0
     saved = OmegaConf.load(run / "config.yaml")  # as an older version wrote it: keys since added are missing
     del saved.session["actors"], saved.session["ray"], saved.agent["proprio_to_actor"]
     OmegaConf.save(saved, run / "config.yaml")
+    capsys.readouterr()
     assert main(["train", f"resume={run}", "schedule.total_env_steps=30"]) == 0
+    notice = [line for line in capsys.readouterr().err.splitlines() if "predates these settings" in line]
+    assert len(notice) == 1 and "agent.proprio_to_actor=False, session.actors=1, session.ray." in notice[0]
     resumed = OmegaConf.load(run / "config.yaml")
     assert resumed.session.actors == 1 and resumed.agent.proprio_to_actor is False  # this version's defaults
     assert resumed.session.ray == load_config("train", []).session.ray
