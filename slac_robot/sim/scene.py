@@ -47,7 +47,7 @@ MARKER_GROUP = 5
 # The valve's red marker (SceneLayout.valve_marker), on the prong along +y of the valve body:
 # MJCF capsule (radius, half-length) and position in that body. "prong" is a capsule a shade
 # larger than ROBEL's prong primitive (radius 0.021, half-length 0.035, centre (0, 0.038, 0.054)),
-# so the whole prong shows red: in the 64x64 image it moves ~3.5x more pixels than the stripe.
+# so the whole prong shows red: at the look-alikes it changes 2.5-3.4x the stripe's pixels (64x64).
 VALVE_MARKERS = {
     "prong": ("0.0225 0.0355", "0 0.038 0.054"),
     "stripe": ("0.006 0.025", "0 0.045 0.077"),
@@ -134,7 +134,7 @@ class SceneLayout:
     view_camera: CameraPose
     goal_marker_radius_m: float
     goal_marker_height_m: float
-    valve_marker: str = "prong"
+    valve_marker: str
 
     def __post_init__(self) -> None:
         if self.valve_marker not in VALVE_MARKERS:
