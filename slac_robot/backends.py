@@ -80,7 +80,8 @@ def make_simulation(backend: dict[str, Any]) -> "ValveSimulation":
             view_camera=pose(backend["view_camera"]),
             goal_marker_radius_m=backend["goal_marker_radius_m"],
             goal_marker_height_m=backend["goal_marker_height_m"],
-            valve_marker=backend["valve_marker"],
+            # a run's config.yaml from before the key was added: its camera saw the stripe
+            valve_marker=backend.get("valve_marker", "stripe"),
         ),
     )
 

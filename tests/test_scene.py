@@ -237,3 +237,12 @@ def test_an_unknown_valve_marker_is_a_config_error_that_names_the_choices(config
     section["valve_marker"] = "flag"
     with pytest.raises(ConfigError, match=r"backend.valve_marker='flag' is not one of: prong, stripe"):
         make_simulation(section)
+
+
+def test_a_backend_section_from_before_the_valve_marker_key_draws_the_stripe_it_saw(config):
+    section = OmegaConf.to_container(config.backend)
+    del section["valve_marker"]  # a run's config.yaml written before 2026-12
+    old = make_simulation(section)
+    assert old.model.geom("valve_marker").size[0] == pytest.approx(0.006)  # the stripe's radius
+    section["valve_marker"] = "prong"
+    assert make_simulation(section).model.geom("valve_marker").size[0] == pytest.approx(0.0225)

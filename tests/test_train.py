@@ -194,6 +194,26 @@ def test_the_critic_td_error_tool_splits_a_slac_runs_td_error_by_the_valves_erro
     assert sum(float(row[3]) for row in rows) == pytest.approx(1.0, abs=0.03)
 
 
+def test_the_look_alikes_tool_splits_a_policys_first_action_by_harmonics_of_the_valves_angle(run):
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    tool = [sys.executable, "tools/policy_look_alikes.py", str(run)]
+    done = subprocess.run([*tool, "--step-deg", "30"], capture_output=True, text=True, cwd=repo)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("first action over 12 valve angles") and "backend.valve_marker=prong" in lines[0]
+    shares = [float(v) for v in re.findall(r"k\d+ ([\d.]+)", lines[1])]
+    assert len(shares) == 6 and sum(shares) == pytest.approx(1.0, abs=0.03)  # k1..k6: all of 12 angles' variance
+    marker, outline = map(float, re.search(r"marker .* ([\d.]+); to the outline .* ([\d.]+)", lines[2]).groups())
+    assert marker + outline == pytest.approx(1.0, abs=0.011)
+    assert outline == pytest.approx(shares[2] + shares[5], abs=0.011)  # k = 3 and 6
+    apart = [float(v) for v in re.findall(r"d = \d+ deg ([\d.]+)", lines[3])]
+    assert len(apart) == 3 and all(v > 0 for v in apart)  # the actions change with the valve's angle
+    done = subprocess.run([*tool, "--step-deg", "25"], capture_output=True, text=True, cwd=repo)
+    assert done.returncode == 2 and "--step-deg must divide 120" in done.stderr
+
+
 def test_a_run_writes_evaluation_and_model_videos(run):
     videos = run / "videos"
     assert len(video_frames(videos / "eval_000000040.mp4")) == EPISODE_STEPS + 1

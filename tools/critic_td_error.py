@@ -27,10 +27,9 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from slac_robot.agent.checkpoint import load_latest_checkpoint
-from slac_robot.backends import make_agent, make_env, make_replay
-from slac_robot.config import load_saved_config
+from slac_robot.backends import make_replay
 from slac_robot.tasks.valve_turn import wrap_to_pi
+from trained_run import opened_run
 
 ERROR_BINS_RAD = (0.0, 0.1, 0.25, 0.6, 1.5, np.pi + 1e-6)  # the reward's bonus thresholds, then coarser
 
@@ -79,20 +78,11 @@ def td_errors(agent, sample: dict[str, np.ndarray], samples: int) -> TdErrors:
 def load(run_dir: pathlib.Path, recent_steps: int):
     """(agent with the newest checkpoint, replay of the newest recent_steps); SystemExit with
     one line for a run this tool cannot read."""
-    cfg = load_saved_config(run_dir / "config.yaml", "run")
-    env = make_env(cfg)
-    try:
-        agent = make_agent(cfg.agent, env, torch.device("cpu"))
-        if not agent.has_latent_model:
-            raise SystemExit(f"{run_dir}: agent={cfg.agent.name} has no latent model; this tool reads SLAC's critic")
+    with opened_run(run_dir, latent_model=True) as (cfg, env, agent):
         if not {"valve", "goal"} <= set(env.observation_space.spaces):
             raise SystemExit(f"{run_dir}: task={cfg.task.name} has no valve; this tool bins by the valve's error")
         replay = make_replay(OmegaConf.merge(cfg.replay, {"capacity_steps": recent_steps}), run_dir / "replay", env,
                              agent.sequence_length, int(cfg.task.episode_steps))
-    finally:
-        env.close()
-    _, state = load_latest_checkpoint(run_dir / "checkpoints", move_damaged=False)
-    agent.load_state_dict(state["agent"])
     return agent, replay
 
 

@@ -26,11 +26,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from slac_robot.agent.checkpoint import load_latest_checkpoint
 from slac_robot.agent.replay import episode_files_of_rows, read_episode
-from slac_robot.backends import make_agent, make_env, vector_dims
-from slac_robot.config import load_saved_config
+from slac_robot.backends import vector_dims
 from slac_robot.tasks.valve_turn import wrap_to_pi
+from trained_run import opened_run
 
 EDGE_STEPS = 5  # the steps averaged at an episode's start and end
 
@@ -62,18 +61,9 @@ def critic_values(run_dir: pathlib.Path, from_steps: int, valve_rad: float, tole
                   episodes: int) -> dict[str, GroupValues]:
     """The three groups' values, keyed "succeeded", "ended at <valve_rad>", "other failures".
     Raises SystemExit with one line for a run that is not a one-actor SLAC run."""
-    cfg = load_saved_config(run_dir / "config.yaml", "run")
-    env = make_env(cfg)
-    try:
-        agent = make_agent(cfg.agent, env, torch.device("cpu"))
+    with opened_run(run_dir, latent_model=True) as (_, env, agent):
         image_shape, action_dim = env.observation_space["image"].shape, env.action_space.shape[0]
         extras = vector_dims(env.observation_space)
-    finally:
-        env.close()
-    if not agent.has_latent_model:
-        raise SystemExit(f"{run_dir}: agent={cfg.agent.name} has no latent model; this tool reads SLAC's critic")
-    _, state = load_latest_checkpoint(run_dir / "checkpoints", move_damaged=False)
-    agent.load_state_dict(state["agent"])
     with open(run_dir / "train_episodes.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     if rows and "robot" in rows[0]:
