@@ -416,7 +416,7 @@ def _resumed_config(run_dir: pathlib.Path, cfg: DictConfig, overrides: list[str]
     choices = [f"{group}={resumed[group].name}" for group in ("agent", "backend", "task")
                if OmegaConf.select(resumed, f"{group}.name") in group_options(group)]
     defaults = OmegaConf.create(OmegaConf.to_container(load_config("train", choices)))
-    named = {override.split("=", 1)[0].lstrip("+~") for override in overrides}
+    named = [override.split("=", 1)[0].lstrip("+~") for override in overrides]
     added = sorted(key for key in _leaf_keys(defaults) - _leaf_keys(resumed)
                    if key not in named and key.split(".", 1)[0] not in named)
     if added:  # a new key can change what the run sees (backend.valve_marker): say so, with the way back
@@ -424,8 +424,7 @@ def _resumed_config(run_dir: pathlib.Path, cfg: DictConfig, overrides: list[str]
         print(f"slac-robot train: {run_dir}/config.yaml predates these settings; the run goes on with this "
               f"version's defaults: {shown} (pass key=value on the command line to choose)", file=sys.stderr)
     resumed = OmegaConf.merge(defaults, resumed)
-    for override in overrides:
-        key = override.split("=", 1)[0].lstrip("+~")
+    for key in named:
         if key == "resume":
             continue
         if key == "agent":

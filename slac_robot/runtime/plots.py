@@ -150,19 +150,26 @@ def per_goal_table(per_goal: dict[str, dict[str, list[dict[float, tuple[float, i
     return rows
 
 
-def read_start_errors(eval_episodes_csv: pathlib.Path, last_evaluations: int) -> list[tuple[float, bool, float]]:
-    """(goal - valve at the start in rad, signed: the way to turn; success; the probe's valve error
-    over the episode in rad, NaN where not recorded) of every episode in the last evaluations of
-    one run's eval_episodes.csv; [] for a task without a valve (PointReach)."""
+def _last_evaluations_rows(eval_episodes_csv: pathlib.Path, last_evaluations: int, column: str) -> list[dict]:
+    """The rows of one run's eval_episodes.csv in its last `last_evaluations` evaluations; [] where
+    the file has no `column` (PointReach has no valve)."""
     import csv
 
     with open(eval_episodes_csv, newline="") as f:
         rows = list(csv.DictReader(f))
-    if not rows or "start_error_rad" not in rows[0]:
+    if not rows or column not in rows[0]:
         return []
     kept = set(list(dict.fromkeys(r["env_steps"] for r in rows))[-last_evaluations:])
+    return [r for r in rows if r["env_steps"] in kept]
+
+
+def read_start_errors(eval_episodes_csv: pathlib.Path, last_evaluations: int) -> list[tuple[float, bool, float]]:
+    """(goal - valve at the start in rad, signed: the way to turn; success; the probe's valve error
+    over the episode in rad, NaN where not recorded) of every episode in the last evaluations of
+    one run's eval_episodes.csv; [] for a task without a valve (PointReach)."""
+    rows = _last_evaluations_rows(eval_episodes_csv, last_evaluations, "start_error_rad")
     return [(float(r["start_error_rad"]), r["success"] == "1", float(r.get("probe_valve_error_rad") or "nan"))
-            for r in rows if r["env_steps"] in kept and r["start_error_rad"] not in ("", "nan")]
+            for r in rows if r["start_error_rad"] not in ("", "nan")]
 
 
 def start_error_table(start_errors: dict[str, dict[str, list[list[tuple[float, bool, float]]]]],
@@ -191,15 +198,9 @@ def start_error_table(start_errors: dict[str, dict[str, list[list[tuple[float, b
 def read_final_errors(eval_episodes_csv: pathlib.Path, last_evaluations: int) -> list[float]:
     """|goal - valve| at the end, in rad, of every failed episode in the last evaluations of one
     run's eval_episodes.csv; [] for a task without a valve (PointReach)."""
-    import csv
-
-    with open(eval_episodes_csv, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows or "final_error_rad" not in rows[0]:
-        return []
-    kept = set(list(dict.fromkeys(r["env_steps"] for r in rows))[-last_evaluations:])
+    rows = _last_evaluations_rows(eval_episodes_csv, last_evaluations, "final_error_rad")
     return [abs(float(r["final_error_rad"])) for r in rows
-            if r["env_steps"] in kept and r["success"] != "1" and r["final_error_rad"] not in ("", "nan")]
+            if r["success"] != "1" and r["final_error_rad"] not in ("", "nan")]
 
 
 def final_error_table(final_errors: dict[str, dict[str, list[list[float]]]],
