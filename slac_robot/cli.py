@@ -13,7 +13,7 @@ from typing import Callable
 
 from omegaconf import DictConfig, OmegaConf
 
-from slac_robot.config import ConfigError, load_config, require_int, require_number, require_positive
+from slac_robot.config import ConfigError, load_config, require_int, require_number, require_positive, require_ratio
 from slac_robot.hardware.errors import DynamixelError
 from slac_robot.interfaces import CameraError, StaleFrameError
 from slac_robot.runtime.run_lock import RunDirectoryInUse
@@ -173,8 +173,11 @@ def train(cfg: DictConfig, overrides: list[str] | None = None) -> int:
         run_dir = pathlib.Path(str(cfg.resume))
         cfg = _resumed_config(run_dir, cfg, list(overrides or ()))
     at_least_one = {"model_batch_size", "sac_batch_size", "eval_episodes", "keep_checkpoints"}
+    ratios = {"updates_per_step"}  # the update-to-data ratio may be a fraction (0.5: every other step)
     schedule = Schedule(**{
-        k: require_int(f"schedule.{k}", v, minimum=1 if k in at_least_one else 0) for k, v in cfg.schedule.items()
+        k: require_ratio(f"schedule.{k}", v) if k in ratios
+        else require_int(f"schedule.{k}", v, minimum=1 if k in at_least_one else 0)
+        for k, v in cfg.schedule.items()
     })
     require_int("seed", cfg.seed, minimum=0)
     session = cfg.session

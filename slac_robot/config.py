@@ -41,6 +41,13 @@ def require_positive(key: str, value: Any) -> float:
     return float(value)
 
 
+def require_ratio(key: str, value: Any) -> float:
+    """Returns value as a float, or raises ConfigError naming `key` when it is not a finite number >= 0."""
+    if not require_number(key, value) >= 0:
+        raise ConfigError(f"{key} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
 def check_finite(cfg: DictConfig | dict | list, prefix: str = "", source: str = "") -> None:
     """Raises ConfigError naming the first value in a config that is inf or nan.
 

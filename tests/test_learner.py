@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -57,6 +59,15 @@ def test_a_published_policy_is_taken_up_once(tmp_path):
     np.testing.assert_array_equal(actor.act(history, explore=False), source.act(history, explore=False))
     publish_policy(tmp_path, source, env_steps=8)
     assert subscriber.poll() is not None and subscriber.version == 2
+
+
+def test_a_fractional_update_ratio_allows_its_share_of_the_steps_rounded_down():
+    half = replace(SCHEDULE, updates_per_step=0.5)  # updates from step 15 (the collection's last) on
+    assert [half.updates_allowed(n) for n in (10, 14, 15, 16, 17, 20)] == [0, 0, 0, 1, 1, 3]
+    assert [half.updates_after_step(n) for n in range(15, 21)] == [0, 1, 0, 1, 0, 1]
+    assert [SCHEDULE.updates_after_step(n) for n in range(15, 21)] == [1] * 6  # the paper's ratio 1
+    ratio = replace(SCHEDULE, updates_per_step=0.29)
+    assert ratio.updates_allowed(15 + 99) == 29  # 0.29 x 100 is 28.999999999999996 in floats
 
 
 def test_the_learner_waits_for_data_and_never_outpaces_it(tmp_path):

@@ -254,6 +254,20 @@ def test_a_resumed_run_goes_on_from_its_checkpoint_like_the_uninterrupted_run(tm
     np.testing.assert_array_equal(np.load(episodes_a[3])["obs_goal"], np.load(episodes_b[3])["obs_goal"])  # ...the same after resume
 
 
+def test_a_fractional_update_ratio_updates_every_other_step_and_resumes_where_it_left_off(tmp_path):
+    # Ratio 0.5 from step 20 on: steps 20..40 are 21 steps, so 10 model + SAC updates (rounded
+    # down); steps 20..30 are 11, so 5. A resume at 30 updates on the same steps as the straight run.
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert train(straight, "schedule.updates_per_step=0.5", "schedule.total_env_steps=40") == 0
+    assert train(resumed, "schedule.updates_per_step=0.5", "schedule.total_env_steps=30") == 0
+    b30 = torch.load(resumed / "checkpoints" / "checkpoint_000000030.pt", weights_only=False)
+    assert b30["agent"]["sac_updates"] == 5 and b30["agent"]["model_updates"] == 3 + 5
+    assert main(["train", f"resume={resumed}", "schedule.total_env_steps=40"]) == 0
+    for run in (straight, resumed):
+        state = torch.load(run / "checkpoints" / "checkpoint_000000040.pt", weights_only=False)
+        assert state["agent"]["sac_updates"] == 10 and state["agent"]["model_updates"] == 3 + 10
+
+
 def test_sigint_writes_a_checkpoint_keeps_finished_episodes_and_the_run_resumes(tmp_path):
     out_dir = tmp_path / "run"
     process = subprocess.Popen(
@@ -288,6 +302,7 @@ def test_sigint_writes_a_checkpoint_keeps_finished_episodes_and_the_run_resumes(
         (["agent.gamma=1.5"], ["agent.gamma"]),
         (["agent.sequence_length=1"], ["agent.sequence_length"]),
         (["schedule.sac_batch_size=0"], ["schedule.sac_batch_size"]),
+        (["schedule.updates_per_step=-0.5"], ["schedule.updates_per_step", ">= 0"]),
         (["replay.capacity_steps=0"], ["replay.capacity_steps"]),
         (["device=tpu"], ["device", "cpu"]),
         (["session.learner=cluster"], ["session.learner", "process", "inline"]),

@@ -211,8 +211,7 @@ class Learner:
             return 0
         if not self.pretrained:
             return 1
-        allowed = s.updates_per_step * (self.replay.total_steps - s.initial_collection_steps + 1)
-        return allowed - self.agent.sac_updates
+        return s.updates_allowed(self.replay.total_steps) - self.agent.sac_updates
 
     def pretrain(self, should_stop: Callable[[], bool]) -> None:
         """The paper's model-only pre-training on the initial data (a stop is honoured between

@@ -23,6 +23,7 @@ history, as the hold it became (the env's info["held_action"]).
 from __future__ import annotations
 
 import csv
+import math
 import pathlib
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field, replace
@@ -49,12 +50,12 @@ from slac_robot.storage import append_csv_row
 
 @dataclass(frozen=True)
 class Schedule:
-    """How long and how often (all counts, see configs/train.yaml)."""
+    """How long and how often (counts, and the update-to-data ratio; see configs/train.yaml)."""
 
     total_env_steps: int
     initial_collection_steps: int
     initial_model_updates: int
-    updates_per_step: int
+    updates_per_step: float
     model_batch_size: int
     sac_batch_size: int
     eval_every_episodes: int
@@ -62,6 +63,18 @@ class Schedule:
     checkpoint_every_episodes: int
     keep_checkpoints: int
     log_every_steps: int
+
+    def updates_allowed(self, env_steps: int) -> int:
+        """SAC updates due in all after env_steps recorded steps: updates_per_step per step from
+        the last initial-collection step on, rounded down (0.5: one update every other step)."""
+        steps = env_steps - self.initial_collection_steps + 1
+        return math.floor(self.updates_per_step * steps + 1e-9) if steps > 0 else 0
+
+    def updates_after_step(self, env_steps: int) -> int:
+        """The updates due on reaching env_steps (updates_allowed's increment): 1 at every step for
+        the paper's ratio 1; with a fraction, they depend on the step count alone, so a resume
+        updates where the uninterrupted run would have."""
+        return self.updates_allowed(env_steps) - self.updates_allowed(env_steps - 1)
 
 
 # What a run writes, for the free-space check at its start (measured on backend=sim, 64x64):
@@ -75,7 +88,6 @@ def space_needed(run_dir: pathlib.Path, schedule: Schedule, recorded_steps: int,
     write, else None. The estimate: every episode file (training and evaluation), the checkpoints
     kept plus the one being written (weights and Adam's two moments: 3x the agent's tensors; a
     tiny agent's measured 2.9x), and each evaluation's videos. TensorBoard's files are left out."""
-    import math
     import shutil
 
     remaining = max(schedule.total_env_steps - recorded_steps, 0)
@@ -392,7 +404,7 @@ class Trainer:
                 if self.learner is None and p.env_steps >= s.initial_collection_steps and self.replay.num_episodes > 0:
                     if not p.pretrained:
                         self._pretrain_model(stop)
-                    for _ in range(s.updates_per_step):
+                    for _ in range(s.updates_after_step(p.env_steps)):
                         self._update()
                 if _every(p.env_steps, s.log_every_steps):
                     self._log_scalars()
