@@ -231,6 +231,22 @@ def test_the_comparison_figure_runs_each_column_to_its_budget_with_its_goal_dott
     plt.close(figure)
 
 
+def test_a_seed_that_went_further_than_the_others_goes_on_alone_in_the_comparison_figure():
+    short = (np.array([1000, 2000]), np.array([0.0, 0.4]), np.array([-100.0, 0.0]))
+    long = (np.array([1000, 2000, 3000, 4000]), np.array([0.2, 0.6, 0.8, 0.9]), np.array([0.0, 100.0, 200.0, 300.0]))
+    figure = comparison_figure({"fixed": {"slac_cpu": [short, long]}})
+    success, mean_return = figure.axes
+    mean_line = next(line for line in success.get_lines() if line.get_label() == "slac_cpu (2 seeds)")
+    np.testing.assert_allclose(mean_line.get_ydata(), [0.1, 0.5])  # the mean where both seeds are
+    beyond = [line for line in success.get_lines() if line is not mean_line and not line.get_label().startswith("goal")]
+    assert len(beyond) == 1 and beyond[0].get_color() == mean_line.get_color()
+    np.testing.assert_allclose(beyond[0].get_xdata(), [2000, 3000, 4000])  # from the last common step on
+    np.testing.assert_allclose(beyond[0].get_ydata(), [0.6, 0.8, 0.9])
+    return_beyond = [line for line in mean_return.get_lines() if not line.get_label().startswith("slac_cpu")]
+    np.testing.assert_allclose(return_beyond[0].get_ydata(), [100.0, 200.0, 300.0])
+    plt.close(figure)
+
+
 def test_plot_results_pools_per_goal_success_over_seeds_and_bins_random_goals(tmp_path, capsys):
     header = "env_steps,episodes,success_rate,mean_return,per_goal\n"
     three = tmp_path / "three_goal"

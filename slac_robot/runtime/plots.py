@@ -391,7 +391,8 @@ def comparison_figure(curves: dict[str, dict[str, list[tuple[np.ndarray, np.ndar
     """The comparison figure: one column per goal setting, evaluation success rate (top) and mean
     return (bottom) against environment steps (in thousands); per agent the mean over its seeds
     and the min-max band. curves: setting -> agent -> one (env_steps, success, return) per seed.
-    Seeds are compared at the steps all of them reached. budget_env_steps / target_success
+    Seeds are compared at the steps all of them reached; a seed that went further goes on alone,
+    a thin line of its agent's colour, so a short seed does not hide the others. budget_env_steps / target_success
     (setting -> value, e.g. plot-results' at_budget): each column's steps axis runs to its budget
     (runs still going show how far they are), and a dotted line marks the success wanted."""
     budget_env_steps, target_success = budget_env_steps or {}, target_success or {}
@@ -410,6 +411,10 @@ def comparison_figure(curves: dict[str, dict[str, list[tuple[np.ndarray, np.ndar
                 if len(seeds) > 1:
                     axes[row, column].fill_between(steps, stacked.min(0), stacked.max(0), color=line.get_color(),
                                                    alpha=0.2)
+                for seed in seeds:
+                    if len(seed[0]) > length:  # from the last step all seeds reached on
+                        axes[row, column].plot(seed[0][length - 1:], seed[1 + row][length - 1:], color=line.get_color(),
+                                               linewidth=0.8, alpha=0.7)
         axes[0, column].set_title(f"task={setting}")
         axes[0, column].set_ylim(-0.05, 1.05)
         if setting in target_success:
