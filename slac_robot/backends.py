@@ -58,6 +58,12 @@ def _plain(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
 
 
+def valve_marker(backend: dict[str, Any]) -> str:
+    """The valve's marker a `backend=sim` section draws: its `valve_marker`, or for a run's
+    config.yaml from before that key, the stripe its camera saw."""
+    return backend.get("valve_marker", "stripe")
+
+
 def make_simulation(backend: dict[str, Any]) -> "ValveSimulation":
     """Builds the MuJoCo scene and state from the `backend=sim` config section (no renderer)."""
     # Imported here: importing the sim backend picks an OpenGL platform and loads MuJoCo.
@@ -80,8 +86,7 @@ def make_simulation(backend: dict[str, Any]) -> "ValveSimulation":
             view_camera=pose(backend["view_camera"]),
             goal_marker_radius_m=backend["goal_marker_radius_m"],
             goal_marker_height_m=backend["goal_marker_height_m"],
-            # a run's config.yaml from before the key was added: its camera saw the stripe
-            valve_marker=backend.get("valve_marker", "stripe"),
+            valve_marker=valve_marker(backend),
         ),
     )
 

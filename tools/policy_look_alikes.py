@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from slac_robot.agent.policy import make_history
+from slac_robot.backends import valve_marker
 from trained_run import opened_run
 
 HARMONICS_SHOWN = 9
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     shares = harmonic_shares(actions)
     outline = float(shares[3::3].sum())
     print(f"first action over {len(valves_rad)} valve angles, goal {goal_rad:+.2f} rad, "
-          f"agent={cfg.agent.name}, backend.valve_marker={cfg.backend.get('valve_marker', 'stripe')}")
+          f"agent={cfg.agent.name}, backend.valve_marker={valve_marker(cfg.backend)}")
     print("share of its variance per harmonic (k cycles per turn): "
           + " ".join(f"k{k} {s:.2f}" for k, s in enumerate(shares[1:HARMONICS_SHOWN + 1], start=1)))
     print(f"owed to the marker (k not a multiple of 3) {1.0 - outline:.2f}; to the outline (k = 3, 6, ...) {outline:.2f}")
