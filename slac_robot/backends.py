@@ -646,6 +646,10 @@ def _slac_config(kwargs, image_shape, needs_64) -> "SlacConfig":
         require_positive(f"agent.{key}", kwargs[key])
     if tuple(image_shape[:2]) != (64, 64):
         raise needs_64
+    if kwargs["concurrent_updates"] and kwargs["shared_batch"]:
+        raise ConfigError("agent.concurrent_updates=true runs the model and SAC steps of separate batches at once; "
+                          "with agent.shared_batch=true the SAC step needs the model's forward pass first: "
+                          "set one of them false")
     return SlacConfig(**kwargs)
 
 

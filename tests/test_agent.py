@@ -19,6 +19,7 @@ from slac_robot.agent.checkpoint import (
 )
 from slac_robot.agent.history import PolicyHistory
 from slac_robot.agent.networks import gaussian_kl, gaussian_log_prob_sum
+from slac_robot.agent.noise import drawing_from
 
 SMALL = dict(z1_dim=8, z2_dim=16, hidden=(32, 32), width=0.125)
 ACTION_DIM, GOAL_DIM = 3, 2
@@ -227,6 +228,73 @@ def test_fused_adam_fast_path_equals_the_per_tensor_adam():
     for net in ("model", "actor", "critic"):
         for a, b in zip(getattr(plain, net).parameters(), getattr(fused, net).parameters()):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+class BatchesBySize:
+    """Stands in for the replay's sampling: the same sample every time for each batch size."""
+
+    def __init__(self, **samples_by_size: dict[str, np.ndarray]):
+        self.samples = {int(size[1:]): sample for size, sample in samples_by_size.items()}
+
+    def sample(self, batch: int, rng) -> dict[str, np.ndarray]:
+        return self.samples[batch]
+
+
+@pytest.fixture
+def one_torch_thread():
+    # Both sides of a concurrent step run with half of torch's threads; with one thread in all
+    # the sequential reference computes every sum in the same order.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_concurrent_updates_equal_the_sac_step_on_the_model_before_its_update(one_torch_thread):
+    concurrent, reference = make_agent(concurrent_updates=True), make_agent(concurrent_updates=True)
+    for seed in range(3):
+        replay = BatchesBySize(b4=make_sample(4, seed=seed), b8=make_sample(8, seed=10 + seed))
+        torch.manual_seed(seed)
+        metrics = concurrent.train_step(replay, None, 4, 8)
+        # The same maths in turn: SAC reads the model first, with the SAC thread's generator.
+        torch.manual_seed(seed)
+        sac_batch = reference.to_batch(replay.sample(8, None))
+        with drawing_from(reference.sac_generator):
+            features, z = reference._features_and_latents(sac_batch)
+        expected = reference._model_step(reference._model_gradients(reference.to_batch(replay.sample(4, None))))
+        with drawing_from(reference.sac_generator):
+            expected.update(reference._update_sac(sac_batch, features, z))
+        assert metrics == expected
+    assert torch.get_num_threads() == 1  # the step gives back the thread count it found
+    for net in ("model", "actor", "critic", "critic_target"):
+        for a, b in zip(getattr(concurrent, net).parameters(), getattr(reference, net).parameters()):
+            assert torch.equal(a, b), net
+    assert concurrent.model_updates == concurrent.sac_updates == 3
+
+
+def test_a_concurrent_agents_state_carries_its_sac_threads_generator(one_torch_thread):
+    first = make_agent(concurrent_updates=True)
+    replay = BatchesBySize(b4=make_sample(4), b8=make_sample(8, seed=1))
+    first.train_step(replay, None, 4, 8)
+    state = copy.deepcopy(first.state_dict())
+    assert "sac_generator" in state and "sac_generator" not in make_agent().state_dict()
+    resumed = make_agent(seed=5, concurrent_updates=True)  # another seed: another generator until loaded
+    resumed.load_state_dict(state)
+    for agent in (first, resumed):
+        torch.manual_seed(7)
+        agent.train_step(replay, None, 4, 8)
+    for a, b in zip(first.actor.parameters(), resumed.actor.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_an_error_in_the_model_step_waits_for_the_sac_thread_and_goes_up(one_torch_thread):
+    agent = make_agent(concurrent_updates=True)
+    sample = make_sample(4)
+    sample["actions"] = sample["actions"][:, :-1]  # one action short of the frames: the model step fails
+    with pytest.raises(RuntimeError):
+        agent.train_step(BatchesBySize(b4=sample, b8=make_sample(8, seed=1)), None, 4, 8)
+    assert agent.model_updates == 0 and agent.sac_updates == 1  # the SAC step finished before the error went up
+    assert torch.get_num_threads() == 1
 
 
 def _loss_args(agent, sample):

@@ -301,6 +301,7 @@ def test_sigint_writes_a_checkpoint_keeps_finished_episodes_and_the_run_resumes(
         (["camera.width_px=32"], ["64x64", "camera.width_px=64"]),
         (["agent.gamma=1.5"], ["agent.gamma"]),
         (["agent.sequence_length=1"], ["agent.sequence_length"]),
+        (["agent.concurrent_updates=true", "agent.shared_batch=true"], ["agent.concurrent_updates", "agent.shared_batch"]),
         (["schedule.sac_batch_size=0"], ["schedule.sac_batch_size"]),
         (["schedule.updates_per_step=-0.5"], ["schedule.updates_per_step", ">= 0"]),
         (["replay.capacity_steps=0"], ["replay.capacity_steps"]),

@@ -33,6 +33,7 @@ from slac_robot.agent.networks import (
     gaussian_log_prob_sum,
     init_weights,
 )
+from slac_robot.agent.noise import standard_normal_like
 
 
 @dataclass
@@ -63,7 +64,7 @@ class ModelLoss:
 
 
 def _sample(mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    return mean + std * torch.randn_like(std)
+    return mean + std * standard_normal_like(std)
 
 
 class LatentModel(nn.Module):

@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from slac_robot.agent.networks import init_weights, mlp
+from slac_robot.agent.noise import standard_normal_like
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # keeps the actor's std in a numerically safe range
 
@@ -33,7 +34,7 @@ class TanhGaussianActor(nn.Module):
         """Samples an action with the reparameterisation trick: (action, log_prob (N, 1))."""
         mean, log_std = self.net(inputs).chunk(2, dim=-1)
         log_std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
-        noise = torch.randn_like(mean)
+        noise = standard_normal_like(mean)
         u = mean + log_std.exp() * noise
         # log N(u) - sum log(1 - tanh(u)^2), the latter in its overflow-free form.
         log_prob = (-0.5 * noise**2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1, keepdim=True)

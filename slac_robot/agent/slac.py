@@ -6,12 +6,16 @@ One training step of the paper (Algorithm 1), after the replay has some episodes
 The SAC step never moves the latent model: it reads the encoder features and posterior samples
 without gradients, as in the paper. With `shared_batch` both steps read one batch, and the SAC
 step reuses the features and posterior samples of the model step's forward pass (detached):
-one encoder pass and one filtering pass per step instead of two (the CPU configuration).
+one encoder pass and one filtering pass per step instead of two. With `concurrent_updates` the
+two steps of separate batches run at once on two threads (the CPU configuration's speed-up on a
+machine of 2+ cores): the SAC step then reads the model as it was before this step's update.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -21,7 +25,8 @@ from torch import nn
 
 from slac_robot.agent.base import Batch, scale_images, to_batch
 from slac_robot.agent.history import PolicyHistory
-from slac_robot.agent.latent_model import LatentModel
+from slac_robot.agent.latent_model import LatentModel, ModelLoss
+from slac_robot.agent.noise import drawing_from
 from slac_robot.agent.sac import SoftActorCritic, TanhGaussianActor, TwinCritic
 
 PROPRIO_KEY = "joint_pos"  # the proprioceptive observation: joint angles the servos report
@@ -52,6 +57,7 @@ class SlacConfig:
     autocast_bf16: bool = False
     sac_features_bf16: bool = False
     fused_adam: bool = True
+    concurrent_updates: bool = False
 
 
 class SlacAgent(SoftActorCritic):
@@ -101,6 +107,12 @@ class SlacAgent(SoftActorCritic):
         self.alpha_optim = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr)
         self.model_updates = 0
         self.sac_updates = 0
+        # The SAC thread's own noise (see agent.noise), seeded from the global generator.
+        self.sac_generator: torch.Generator | None = None
+        if cfg.concurrent_updates:
+            self.sac_generator = torch.Generator(device=self.device)
+            self.sac_generator.manual_seed(int(torch.randint(2**62, (1,)).item()))
+        self._sac_thread: ThreadPoolExecutor | None = None
 
     # ----- data -----
     def to_batch(self, sample: dict[str, np.ndarray]) -> Batch:
@@ -122,19 +134,27 @@ class SlacAgent(SoftActorCritic):
     def _update_model(self, batch: Batch) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
         """update_model, also returning the forward pass's encoder features and posterior z
         (detached, as the model was before this step) for a SAC step on the same batch."""
+        terms = self._model_gradients(batch)
+        return self._model_step(terms), terms.features.detach().float(), terms.posterior.z.detach().float()
+
+    def _model_gradients(self, batch: Batch) -> ModelLoss:
+        """The negative ELBO's forward and backward passes: the gradients, not yet applied."""
         with self._autocast():
             terms = self.model.loss(batch.images, batch.actions, batch.rewards, batch.valid, self.proprio(batch))
         self.model_optim.zero_grad(set_to_none=True)
         terms.loss.backward()
+        return terms
+
+    def _model_step(self, terms: ModelLoss) -> dict[str, float]:
+        """Applies the gradients of _model_gradients (one Adam step); returns the loss's terms."""
         self.model_optim.step()
         self.model_updates += 1
-        metrics = {
+        return {
             "model/loss": terms.loss.item(),
             "model/kl": terms.kl.item(),
             "model/image_nll": terms.image_nll.item(),
             "model/reward_nll": terms.reward_nll.item(),
         }
-        return metrics, terms.features.detach().float(), terms.posterior.z.detach().float()
 
     def pretrain_step(self, replay, rng: np.random.Generator, model_batch_size: int) -> dict[str, float]:
         """One model-only update on a fresh replay sample (the paper's pre-training)."""
@@ -145,14 +165,56 @@ class SlacAgent(SoftActorCritic):
         """One latent-model update and one SAC update (the inner step of the paper's Algorithm 1).
 
         Each reads a fresh replay sample; with cfg.shared_batch one sample of model_batch_size
-        serves both, and the SAC step takes the model step's features and latents."""
+        serves both, and the SAC step takes the model step's features and latents; with
+        cfg.concurrent_updates the two steps run at once (_train_step_concurrently)."""
         if self.cfg.shared_batch:
             batch = self.to_batch(replay.sample(model_batch_size, rng))
             metrics, features, z = self._update_model(batch)
             metrics.update(self._update_sac(batch, features, z))
             return metrics
-        metrics = self.update_model(self.to_batch(replay.sample(model_batch_size, rng)))
-        metrics.update(self.update_sac(self.to_batch(replay.sample(sac_batch_size, rng))))
+        model_batch = self.to_batch(replay.sample(model_batch_size, rng))
+        sac_batch = self.to_batch(replay.sample(sac_batch_size, rng))
+        if self.cfg.concurrent_updates:
+            return self._train_step_concurrently(model_batch, sac_batch)
+        metrics = self.update_model(model_batch)
+        metrics.update(self.update_sac(sac_batch))
+        return metrics
+
+    def _train_step_concurrently(self, model_batch: Batch, sac_batch: Batch) -> dict[str, float]:
+        """The model step on this thread and the SAC step on a second one, each with half of
+        torch's CPU threads (at least one): on 2 cores ~1.3x the steps/s of the two in turn.
+
+        The SAC step only reads the model (its encoder and filter, without gradients), so the
+        model's Adam step waits until that read is done: SAC sees the model as it was before
+        this step, where the sequential step shows it the model just updated. The SAC thread
+        draws its noise from self.sac_generator, so the result does not depend on timing."""
+        if self._sac_thread is None:
+            self._sac_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slac-sac-update")
+        threads_each = max(1, torch.get_num_threads() // 2)
+        model_read = threading.Event()
+
+        def sac_step() -> dict[str, float]:
+            torch.set_num_threads(threads_each)
+            with drawing_from(self.sac_generator):
+                try:
+                    features, z = self._features_and_latents(sac_batch)
+                finally:
+                    model_read.set()
+                return self._update_sac(sac_batch, features, z)
+
+        threads_before = torch.get_num_threads()
+        sac = self._sac_thread.submit(sac_step)
+        try:
+            torch.set_num_threads(threads_each)
+            terms = self._model_gradients(model_batch)
+            model_read.wait()
+            metrics = self._model_step(terms)
+        except BaseException:
+            sac.exception()  # the SAC thread must be done with the networks before the error goes up
+            raise
+        finally:
+            torch.set_num_threads(threads_before)
+        metrics.update(sac.result())
         return metrics
 
     # ----- the SAC step -----
@@ -247,6 +309,18 @@ class SlacAgent(SoftActorCritic):
             "model_updates": state["model_updates"],
             "sac_updates": state["sac_updates"],
         }
+
+    def state_dict(self) -> dict[str, Any]:
+        """SoftActorCritic.state_dict, with the SAC thread's generator when updates run concurrently."""
+        state = super().state_dict()
+        if self.sac_generator is not None:
+            state["sac_generator"] = self.sac_generator.get_state()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        if self.sac_generator is not None and "sac_generator" in state:
+            self.sac_generator.set_state(state["sac_generator"])
 
     def load_policy_state_dict(self, state: dict[str, Any]) -> None:
         """Takes up published policy weights (see policy_state_dict)."""
