@@ -223,7 +223,8 @@ def test_a_run_writes_evaluation_and_model_videos(run):
     assert len(video_frames(videos / "model_000000040.mp4")) == 9
 
 
-def test_a_resumed_run_goes_on_from_its_checkpoint_like_the_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("updates", [[], ["agent.concurrent_updates=true"]], ids=["in_turn", "concurrent"])
+def test_a_resumed_run_goes_on_from_its_checkpoint_like_the_uninterrupted_run(tmp_path, updates):
     # Up to the checkpoint the two runs are the same bit for bit. After it they cannot be: the
     # resumed run opens a fresh claw, and the scripted reset moves it through physics from where
     # it stands (as on hardware), so its next episode starts within the reset's tolerance of the
@@ -231,14 +232,15 @@ def test_a_resumed_run_goes_on_from_its_checkpoint_like_the_uninterrupted_run(tm
     # seeds (the same goal), the replay's finished episodes.
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     # task=random: each episode's goal comes from the trainer's generator, which must carry over.
-    assert train(straight, "task=random", "schedule.total_env_steps=40") == 0
-    assert train(resumed, "task=random", "schedule.total_env_steps=30") == 0
+    assert train(straight, "task=random", "schedule.total_env_steps=40", *updates) == 0
+    assert train(resumed, "task=random", "schedule.total_env_steps=30", *updates) == 0
     a30 = torch.load(straight / "checkpoints" / "checkpoint_000000030.pt", weights_only=False)
     b30 = torch.load(resumed / "checkpoints" / "checkpoint_000000030.pt", weights_only=False)
     for net in ("model", "actor", "critic", "critic_target"):
         for key, value in a30["agent"][net].items():
             assert torch.equal(value, b30["agent"][net][key]), f"{net}.{key}"
-    assert main(["train", f"resume={resumed}", *TINY, "schedule.total_env_steps=40"]) == 0
+    assert ("sac_generator" in a30["agent"]) == bool(updates)  # the concurrent SAC step's noise carries over
+    assert main(["train", f"resume={resumed}", *TINY, "schedule.total_env_steps=40", *updates]) == 0
     a = torch.load(straight / "checkpoints" / "checkpoint_000000040.pt", weights_only=False)
     b = torch.load(resumed / "checkpoints" / "checkpoint_000000040.pt", weights_only=False)
     assert a["progress"] == b["progress"] == {"env_steps": 40, "episodes": 4, "pretrained": True, "trips": 0}
