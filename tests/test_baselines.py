@@ -247,6 +247,18 @@ def test_a_seed_that_went_further_than_the_others_goes_on_alone_in_the_compariso
     plt.close(figure)
 
 
+def test_an_agent_has_one_colour_in_every_column_of_the_comparison_figure():
+    steps = np.array([1000, 2000])
+    run = (steps, np.array([0.1, 0.2]), np.zeros(2))
+    # sac_state is the first agent of its column in one and the second in the other
+    figure = comparison_figure({"fixed": {"sac_pixels": [run], "sac_state": [run]}, "random": {"sac_state": [run]}})
+    fixed_success, random_success, _, _ = figure.axes
+    colour = {ax: {line.get_label(): line.get_color() for line in ax.get_lines()} for ax in (fixed_success, random_success)}
+    assert colour[fixed_success]["sac_state (1 seed)"] == colour[random_success]["sac_state (1 seed)"]
+    assert colour[fixed_success]["sac_pixels (1 seed)"] != colour[fixed_success]["sac_state (1 seed)"]
+    plt.close(figure)
+
+
 def test_plot_results_pools_per_goal_success_over_seeds_and_bins_random_goals(tmp_path, capsys):
     header = "env_steps,episodes,success_rate,mean_return,per_goal\n"
     three = tmp_path / "three_goal"

@@ -344,6 +344,12 @@ def median_or_none(values: list[int | None]) -> int | None:
     return None if None in middle else int(round((middle[0] + middle[1]) / 2))
 
 
+def agent_colours(agents) -> dict[str, str]:
+    """One matplotlib colour ("C0", "C1", ...) per agent name, by sorted name, so that an agent
+    has the same colour in every panel of a figure whichever agents each panel holds."""
+    return {agent: f"C{k}" for k, agent in enumerate(sorted(set(agents)))}
+
+
 def plot_binned_success(rows: list[dict[str, object]], path: pathlib.Path, low_key: str = "goal_low_rad",
                         high_key: str = "goal_high_rad", xlabel: str = "goal (rad)",
                         value_key: str = "success_rate", count_key: str = "episodes",
@@ -352,6 +358,7 @@ def plot_binned_success(rows: list[dict[str, object]], path: pathlib.Path, low_k
     one panel per goal setting, one bar of rows[value_key] per agent and bin (rows[low_key],
     rows[high_key]), each labelled with its number of episodes, rows[count_key]."""
     settings = list(dict.fromkeys(str(r["setting"]) for r in rows))
+    colours = agent_colours(str(r["agent"]) for r in rows)
     figure, axes = plt.subplots(1, len(settings), figsize=(4.5 * len(settings), 3.2), dpi=100, squeeze=False)
     for column, setting in enumerate(settings):
         ax = axes[0, column]
@@ -362,7 +369,7 @@ def plot_binned_success(rows: list[dict[str, object]], path: pathlib.Path, low_k
         for k, agent in enumerate(agents):
             for r in (r for r in mine if r["agent"] == agent):
                 x = bins.index((r[low_key], r[high_key])) + (k - (len(agents) - 1) / 2) * width
-                bar = ax.bar(x, r[value_key], width, color=f"C{k}", label=agent)
+                bar = ax.bar(x, r[value_key], width, color=colours[agent], label=agent)
                 ax.bar_label(bar, labels=[f"n={r[count_key]}"], fontsize=6)
         ax.set_xticks(range(len(bins)), [f"{a:+.2f}" if a == b else f"[{a:+.2f},{b:+.2f})" for a, b in bins],
                       fontsize=7, rotation=30 if len(bins) > 4 else 0, ha="right" if len(bins) > 4 else "center")
@@ -394,9 +401,11 @@ def comparison_figure(curves: dict[str, dict[str, list[tuple[np.ndarray, np.ndar
     Seeds are compared at the steps all of them reached; a seed that went further goes on alone,
     a thin line of its agent's colour, so a short seed does not hide the others. budget_env_steps / target_success
     (setting -> value, e.g. plot-results' at_budget): each column's steps axis runs to its budget
-    (runs still going show how far they are), and a dotted line marks the success wanted."""
+    (runs still going show how far they are), and a dotted line marks the success wanted. An agent
+    has one colour in every column."""
     budget_env_steps, target_success = budget_env_steps or {}, target_success or {}
     settings = list(curves)
+    colours = agent_colours(agent for runs in curves.values() for agent in runs)
     figure, axes = plt.subplots(2, len(settings), figsize=(4.5 * len(settings), 6), dpi=100, squeeze=False,
                                 sharex="col")
     for column, setting in enumerate(settings):
@@ -407,7 +416,7 @@ def comparison_figure(curves: dict[str, dict[str, list[tuple[np.ndarray, np.ndar
             for row, values in ((0, [s[1][:length] for s in seeds]), (1, [s[2][:length] for s in seeds])):
                 stacked = np.stack(values)
                 label = f"{agent} ({len(seeds)} seed{'s' if len(seeds) > 1 else ''})"
-                line, = axes[row, column].plot(steps, stacked.mean(0), label=label)
+                line, = axes[row, column].plot(steps, stacked.mean(0), color=colours[agent], label=label)
                 if len(seeds) > 1:
                     axes[row, column].fill_between(steps, stacked.min(0), stacked.max(0), color=line.get_color(),
                                                    alpha=0.2)
