@@ -182,7 +182,7 @@ class SlacAgent(SoftActorCritic):
 
     def _train_step_concurrently(self, model_batch: Batch, sac_batch: Batch) -> dict[str, float]:
         """The model step on this thread and the SAC step on a second one, each with half of
-        torch's CPU threads (at least one): on 2 cores ~1.3x the steps/s of the two in turn.
+        torch's CPU threads (at least one): on 2 cores 1.11x the updates/s of the two in turn.
 
         The SAC step only reads the model (its encoder and filter, without gradients), so the
         model's Adam step waits until that read is done: SAC sees the model as it was before
