@@ -11,6 +11,7 @@ uint8 replay samples, so the host-to-device copy and the scaling are part of eve
     python bench/agent_speed.py --agents slac_cpu --device cpu
     python bench/agent_speed.py --device cuda --bf16     # bf16 autocast on a GPU (SLAC)
     python bench/agent_speed.py --agents slac_cpu --device cpu agent.sac_features_bf16=true
+    python bench/agent_speed.py --agents slac_cpu --device cpu agent.concurrent_updates=true
 
 Reference (FACTS.md): the public PyTorch port (toshikwa/slac.pytorch) on a 2-core CPU machine of
 CI's kind: 1.03 model/s, 0.71 SAC/s, 0.43 combined/s (median of 3), action 4.1 ms median, at the
