@@ -39,10 +39,20 @@ def rollout(cfg: DictConfig) -> int:
 def evaluate(cfg: DictConfig) -> int:
     """Runs a trained policy (a run's newest checkpoint, or one file); see configs/eval.yaml."""
     from slac_robot.agent.checkpoint import CheckpointError, list_checkpoints
+    from slac_robot.runtime.train import BEST_POLICY_FILE
 
     if (cfg.run is None) == (cfg.checkpoint is None):
         raise ConfigError("pass one of run=RUN_DIR (a `slac-robot train` run) or checkpoint=FILE")
-    if cfg.run is not None:
+    if cfg.best and cfg.run is None:
+        raise ConfigError("best=true reads a run's best_policy.pt: pass run=RUN_DIR (or checkpoint=RUN_DIR/best_policy.pt)")
+    if cfg.best:
+        run_dir = pathlib.Path(str(cfg.run))
+        paths = [run_dir / BEST_POLICY_FILE]
+        if not paths[0].is_file():
+            print(f"slac-robot eval: no {BEST_POLICY_FILE} in {run_dir}: it is written at the run's first evaluation "
+                  "(schedule.eval_every_episodes); drop best=true for its newest checkpoint", file=sys.stderr)
+            return 1
+    elif cfg.run is not None:
         run_dir = pathlib.Path(str(cfg.run))
         candidates = list_checkpoints(run_dir / "checkpoints")
         paths = list(reversed(candidates)) + ([run_dir / "policy.pt"] if (run_dir / "policy.pt").is_file() else [])
@@ -84,7 +94,7 @@ def _trained_policy(cfg: DictConfig, env, paths: list[pathlib.Path]):
             break
         except CorruptCheckpoint as error:
             errors.append(str(error))
-            if cfg.run is not None:  # found in a run: moved aside like a corrupt episode
+            if cfg.run is not None and not cfg.best:  # found in a run: moved aside like a corrupt episode
                 set_aside(path, f"{error}; trying an older one")
             else:  # the file the user named stays where it is
                 warnings.warn(f"{error}", stacklevel=2)

@@ -70,10 +70,11 @@ def test_a_run_logs_tensorboard_scalars_and_evaluations(run):
     events = EventAccumulator(str(run / "tensorboard"))
     events.Reload()
     tags = set(events.Tags()["scalars"])
-    for tag in ("model/loss", "model/kl", "sac/critic_loss", "sac/actor_loss", "sac/alpha", "sac/entropy",
+    for tag in ("model/loss", "model/kl", "model/grad_norm", "sac/critic_loss", "sac/actor_loss", "sac/alpha", "sac/entropy",
                 "sac/q", "train/episode_return", "eval/success_rate"):
         assert tag in tags, tag
     assert all(np.isfinite(e.value) for e in events.Scalars("model/loss"))
+    assert all(np.isfinite(e.value) and e.value > 0 for e in events.Scalars("model/grad_norm"))
     assert "model/sequences" in events.Tags()["images"]
     rows = (run / "eval.csv").read_text().splitlines()
     assert rows[0].startswith("env_steps,episodes,success_rate") and len(rows) == 1 + 2  # after episodes 2, 4
@@ -212,6 +213,53 @@ def test_the_look_alikes_tool_splits_a_policys_first_action_by_harmonics_of_the_
     assert len(apart) == 3 and all(v > 0 for v in apart)  # the actions change with the valve's angle
     done = subprocess.run([*tool, "--step-deg", "25"], capture_output=True, text=True, cwd=repo)
     assert done.returncode == 2 and "--step-deg must divide 120" in done.stderr
+
+
+def best_policy_figures(path) -> tuple[int, float, float]:
+    state = torch.load(path, weights_only=True)
+    return state["env_steps"], state["success_rate"], state["mean_return"]
+
+
+def test_the_best_evaluations_policy_is_kept_and_eval_runs_it(run, tmp_path, capsys):
+    with open(run / "eval.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    best = max(rows, key=lambda r: (float(r["success_rate"]), float(r["mean_return"])))  # the first of equals
+    steps, success_rate, mean_return = best_policy_figures(run / "best_policy.pt")
+    assert (steps, success_rate) == (int(best["env_steps"]), float(best["success_rate"]))
+    assert mean_return == pytest.approx(float(best["mean_return"]))
+    checkpoint = run / "checkpoints" / f"checkpoint_{steps:09d}.pt"  # written just after that evaluation
+    if checkpoint.is_file():
+        actor = torch.load(checkpoint, weights_only=False)["agent"]["actor"]
+        kept = torch.load(run / "best_policy.pt", weights_only=True)["policy"]["actor"]
+        assert all(torch.equal(actor[k], kept[k]) for k in actor)
+    assert main(["eval", f"run={run}", "best=true", "episodes=1", f"out_dir={tmp_path}", "video.view=false",
+                 "video.agent=false", f"task.episode_steps={EPISODE_STEPS}"]) == 0
+    assert f"policy from {run / 'best_policy.pt'}" in capsys.readouterr().out
+
+
+def test_a_resumed_run_keeps_a_better_best_policy_and_replaces_a_damaged_one(tmp_path):
+    from slac_robot.agent.checkpoint import save_checkpoint
+    from tests.test_run_directory import damage_inside_largest_tensor
+
+    assert train(tmp_path, "schedule.total_env_steps=20") == 0  # one evaluation, at 20 steps
+    best = tmp_path / "best_policy.pt"
+    state = torch.load(best, weights_only=True)
+    del state["sha256"]
+    save_checkpoint(best, {**state, "success_rate": 1.0, "mean_return": 1e9})  # better than this agent will do
+    kept = best.read_bytes()
+    assert main(["train", f"resume={tmp_path}", *TINY, "schedule.total_env_steps=40"]) == 0
+    assert best.read_bytes() == kept  # the evaluation at 40 steps did worse: the file is the record
+    damage_inside_largest_tensor(best)
+    with pytest.warns(UserWarning, match="best policy file .*best_policy.pt is damaged.*moved to"):
+        assert main(["train", f"resume={tmp_path}", *TINY, "schedule.total_env_steps=60"]) == 0
+    assert (tmp_path / "corrupt" / "best_policy.pt").read_bytes() != kept
+    assert best_policy_figures(best)[0] == 60  # the next evaluation wrote a new one
+
+
+def test_eval_best_without_a_best_policy_says_where_it_comes_from(tmp_path, capsys):
+    assert train(tmp_path, "schedule.total_env_steps=10") == 0  # stopped before its first evaluation
+    assert main(["eval", f"run={tmp_path}", "best=true", "episodes=1"]) == 1
+    assert "no best_policy.pt" in capsys.readouterr().err
 
 
 def test_a_run_writes_evaluation_and_model_videos(run):

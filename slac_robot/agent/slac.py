@@ -147,9 +147,14 @@ class SlacAgent(SoftActorCritic):
 
     def _model_step(self, terms: ModelLoss) -> dict[str, float]:
         """Applies the gradients of _model_gradients (one Adam step); returns the loss's terms."""
+        # Watched, not clipped: a three-goal run that had learnt collapsed within 100 updates
+        # when the model's loss jumped (docs/results/comparison/README.md); this says whether a
+        # gradient spike came first.
+        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in self.model.parameters() if p.grad is not None])
         self.model_optim.step()
         self.model_updates += 1
         return {
+            "model/grad_norm": grad_norm.item(),
             "model/loss": terms.loss.item(),
             "model/kl": terms.kl.item(),
             "model/image_nll": terms.image_nll.item(),

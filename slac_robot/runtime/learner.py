@@ -42,7 +42,7 @@ from slac_robot.agent.checkpoint import (
 from slac_robot.agent.probe import heldout_probe
 from slac_robot.agent.replay import SequenceReplay
 from slac_robot.runtime.media import write_model_media
-from slac_robot.runtime.train import Schedule
+from slac_robot.runtime.train import BEST_POLICY_FILE, Schedule
 from slac_robot.storage import append_csv_row, describe_write_failure, write_failure
 
 POLICY_FILE = "policy.pt"
@@ -418,11 +418,11 @@ def _failure_reason(error: BaseException, run_dir: pathlib.Path) -> str:
 
 
 def load_policy(path: pathlib.Path, agent: Agent) -> dict[str, Any]:
-    """The policy weights (as agent.policy_state_dict gives them) of a checkpoint or a published
-    policy file, for `slac-robot eval`, verified. Raises CheckpointError naming a missing file,
+    """The policy weights (as agent.policy_state_dict gives them) of a checkpoint, a published
+    policy file or a run's best_policy.pt, for `slac-robot eval`, verified. Raises CheckpointError naming a missing file,
     CorruptCheckpoint a damaged one."""
     path = pathlib.Path(path)
-    if path.name == POLICY_FILE:
+    if path.name in (POLICY_FILE, BEST_POLICY_FILE):
         try:
             return read_policy_file(path)
         except FileNotFoundError:

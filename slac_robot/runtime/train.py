@@ -35,7 +35,15 @@ import torch
 from tqdm import tqdm
 
 from slac_robot.agent.base import Agent
-from slac_robot.agent.checkpoint import checkpoint_path, prune_checkpoints, save_checkpoint
+from slac_robot.agent.checkpoint import (
+    CorruptCheckpoint,
+    checkpoint_path,
+    first_line,
+    prune_checkpoints,
+    save_checkpoint,
+    set_aside,
+    verified,
+)
 from slac_robot.agent.history import vector_dims
 from slac_robot.agent.policy import make_history
 from slac_robot.agent.probe import HeldoutProbe, heldout_probe
@@ -201,12 +209,37 @@ def _every(count: int, every: int) -> bool:
     return every > 0 and count % every == 0
 
 
+BEST_POLICY_FILE = "best_policy.pt"
+
+
+def best_evaluation(path: pathlib.Path) -> tuple[float, float] | None:
+    """(success rate, mean return) stored in a best_policy.pt; None where there is none yet. A
+    damaged file is moved to corrupt/ beside it (with a warning) and counts as none."""
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        figures = float(state["success_rate"]), float(state["mean_return"])
+    except Exception as error:  # torch raises several types for damaged files
+        reason = f"best policy file {path} is unreadable ({type(error).__name__}: {first_line(error)})"
+    else:
+        try:
+            verified(path, state, "best policy file")
+            return figures
+        except CorruptCheckpoint as error:
+            reason = str(error)
+    set_aside(path, f"{reason}; the next evaluation writes a new one")
+    return None
+
+
 class Trainer:
     """Runs one training session into `run_dir`:
 
     replay/          finished episodes, one file each (slac_robot.agent.replay)
     eval_replay/     the evaluation episodes, kept apart: the probe's held-out data
     checkpoints/     checkpoint_<env steps>.pt, the newest `keep_checkpoints`
+    best_policy.pt   the policy of the best evaluation so far (success rate, then mean return),
+                     kept when a later policy collapses; `slac-robot eval run=... best=true`
     learning_curve.png   evaluation success rate and return against environment steps
     tensorboard/     scalars (losses, KL, alpha, entropy, Q, returns, success), model images
     videos/          evaluation episodes; the model's reconstructions and predictions
@@ -260,6 +293,9 @@ class Trainer:
         self._writer = None
         self._last_metrics: dict[str, float] = {}
         self.last_eval: EvalResult | None = None
+        # (success rate, mean return) of best_policy.pt: the file is the record, so that a resumed
+        # run, whose checkpoint may be older than the file, never replaces it with a worse policy.
+        self.best_eval = best_evaluation(self.run_dir / BEST_POLICY_FILE)
         self._purge_step: int | None = 0
 
     # ----- persistence -----
@@ -552,11 +588,25 @@ class Trainer:
         for episode in episodes:  # written with eval.csv's row: an interrupted evaluation leaves neither
             self._write_row("eval_episodes.csv", episode.row(p.env_steps))
         self._plot_learning_curve()
+        self._keep_if_best(overall, result.mean_return)
         self.last_eval = result
         if self.learner is None and self.replay.num_episodes and self.agent.has_latent_model:
             write_model_media(self.agent, self.replay.sample(1, np.random.default_rng(p.env_steps)),
                               video_dir / f"model_{p.env_steps:09d}", self.writer, p.env_steps, self.fps)
         return result
+
+    def _keep_if_best(self, success_rate: float, mean_return: float) -> None:
+        """Writes the policy to <run>/best_policy.pt (as the learner publishes policy.pt, with its
+        evaluation's figures) when this evaluation beats the best so far: a higher success rate,
+        or the same and a higher mean return. A policy that learnt and then collapsed (an
+        unlucky model update can do that) is still there to run on the robot."""
+        if self.best_eval is not None and (success_rate, mean_return) <= self.best_eval:
+            return
+        save_checkpoint(self.run_dir / BEST_POLICY_FILE, {
+            "policy": self.agent.policy_state_dict(), "env_steps": self.progress.env_steps,
+            "success_rate": success_rate, "mean_return": mean_return,
+        })
+        self.best_eval = (success_rate, mean_return)
 
     def _probe(self, heldout_steps: int) -> HeldoutProbe:
         """The linear probe of the agent's features (agent/probe.py): fitted on the replay,
