@@ -44,7 +44,8 @@ def evaluate(cfg: DictConfig) -> int:
     if (cfg.run is None) == (cfg.checkpoint is None):
         raise ConfigError("pass one of run=RUN_DIR (a `slac-robot train` run) or checkpoint=FILE")
     if cfg.best and cfg.run is None:
-        raise ConfigError("best=true reads a run's best_policy.pt: pass run=RUN_DIR (or checkpoint=RUN_DIR/best_policy.pt)")
+        raise ConfigError("best=true reads a run's best_policy.pt: pass run=RUN_DIR "
+                          "(or checkpoint=RUN_DIR/best_policy.pt)")
     if cfg.best:
         run_dir = pathlib.Path(str(cfg.run))
         paths = [run_dir / BEST_POLICY_FILE]

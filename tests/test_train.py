@@ -70,8 +70,8 @@ def test_a_run_logs_tensorboard_scalars_and_evaluations(run):
     events = EventAccumulator(str(run / "tensorboard"))
     events.Reload()
     tags = set(events.Tags()["scalars"])
-    for tag in ("model/loss", "model/kl", "model/grad_norm", "sac/critic_loss", "sac/actor_loss", "sac/alpha", "sac/entropy",
-                "sac/q", "train/episode_return", "eval/success_rate"):
+    for tag in ("model/loss", "model/kl", "model/grad_norm", "sac/critic_loss", "sac/actor_loss", "sac/alpha",
+                "sac/entropy", "sac/q", "train/episode_return", "eval/success_rate"):
         assert tag in tags, tag
     assert all(np.isfinite(e.value) for e in events.Scalars("model/loss"))
     assert all(np.isfinite(e.value) and e.value > 0 for e in events.Scalars("model/grad_norm"))
@@ -227,11 +227,10 @@ def test_the_best_evaluations_policy_is_kept_and_eval_runs_it(run, tmp_path, cap
     steps, success_rate, mean_return = best_policy_figures(run / "best_policy.pt")
     assert (steps, success_rate) == (int(best["env_steps"]), float(best["success_rate"]))
     assert mean_return == pytest.approx(float(best["mean_return"]))
-    checkpoint = run / "checkpoints" / f"checkpoint_{steps:09d}.pt"  # written just after that evaluation
-    if checkpoint.is_file():
-        actor = torch.load(checkpoint, weights_only=False)["agent"]["actor"]
-        kept = torch.load(run / "best_policy.pt", weights_only=True)["policy"]["actor"]
-        assert all(torch.equal(actor[k], kept[k]) for k in actor)
+    # The checkpoint written just after that evaluation (at 20 or 40 steps: the newest 3 are kept).
+    actor = torch.load(run / "checkpoints" / f"checkpoint_{steps:09d}.pt", weights_only=False)["agent"]["actor"]
+    kept = torch.load(run / "best_policy.pt", weights_only=True)["policy"]["actor"]
+    assert all(torch.equal(actor[k], kept[k]) for k in actor)
     assert main(["eval", f"run={run}", "best=true", "episodes=1", f"out_dir={tmp_path}", "video.view=false",
                  "video.agent=false", f"task.episode_steps={EPISODE_STEPS}"]) == 0
     assert f"policy from {run / 'best_policy.pt'}" in capsys.readouterr().out
@@ -260,6 +259,9 @@ def test_eval_best_without_a_best_policy_says_where_it_comes_from(tmp_path, caps
     assert train(tmp_path, "schedule.total_env_steps=10") == 0  # stopped before its first evaluation
     assert main(["eval", f"run={tmp_path}", "best=true", "episodes=1"]) == 1
     assert "no best_policy.pt" in capsys.readouterr().err
+    checkpoint = next((tmp_path / "checkpoints").glob("checkpoint_*.pt"))
+    assert main(["eval", f"checkpoint={checkpoint}", "best=true", "episodes=1"]) == 2
+    assert "best=true reads a run's best_policy.pt: pass run=RUN_DIR" in capsys.readouterr().err
 
 
 def test_a_run_writes_evaluation_and_model_videos(run):

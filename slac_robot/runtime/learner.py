@@ -419,8 +419,8 @@ def _failure_reason(error: BaseException, run_dir: pathlib.Path) -> str:
 
 def load_policy(path: pathlib.Path, agent: Agent) -> dict[str, Any]:
     """The policy weights (as agent.policy_state_dict gives them) of a checkpoint, a published
-    policy file or a run's best_policy.pt, for `slac-robot eval`, verified. Raises CheckpointError naming a missing file,
-    CorruptCheckpoint a damaged one."""
+    policy file or a run's best_policy.pt, for `slac-robot eval`, verified. Raises
+    CheckpointError naming a missing file, CorruptCheckpoint a damaged one."""
     path = pathlib.Path(path)
     if path.name in (POLICY_FILE, BEST_POLICY_FILE):
         try:
