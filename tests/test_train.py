@@ -75,9 +75,25 @@ def test_a_run_logs_tensorboard_scalars_and_evaluations(run):
         assert tag in tags, tag
     assert all(np.isfinite(e.value) for e in events.Scalars("model/loss"))
     assert all(np.isfinite(e.value) and e.value > 0 for e in events.Scalars("model/grad_norm"))
+    for name in ("model/grad_norm", "model/reward_nll", "sac/critic_loss"):  # the peak between two writes
+        newest = {e.step: e.value for e in events.Scalars(name)}
+        peaks = {e.step: e.value for e in events.Scalars(f"{name}_max")}
+        assert peaks.keys() == newest.keys() and all(peaks[step] >= newest[step] for step in peaks)
     assert "model/sequences" in events.Tags()["images"]
     rows = (run / "eval.csv").read_text().splitlines()
     assert rows[0].startswith("env_steps,episodes,success_rate") and len(rows) == 1 + 2  # after episodes 2, 4
+
+
+def test_update_scalars_keep_the_newest_value_and_the_peak_since_the_last_write():
+    from slac_robot.runtime.train import UpdateScalars
+
+    scalars = UpdateScalars()
+    for grad_norm, kl in ((2.0, 1.0), (9.0, 3.0), (4.0, 2.0)):
+        scalars.add({"model/grad_norm": grad_norm, "model/kl": kl})
+    assert scalars.take() == {"model/grad_norm": 4.0, "model/kl": 2.0, "model/grad_norm_max": 9.0}
+    scalars.add({"model/grad_norm": 3.0})
+    assert scalars.take() == {"model/grad_norm": 3.0, "model/kl": 2.0, "model/grad_norm_max": 3.0}
+    assert scalars.take() == {"model/grad_norm": 3.0, "model/kl": 2.0}  # no update since: no peak
 
 
 def test_each_evaluation_episode_has_a_row_with_its_start_and_final_error(run):

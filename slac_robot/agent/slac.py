@@ -148,8 +148,8 @@ class SlacAgent(SoftActorCritic):
     def _model_step(self, terms: ModelLoss) -> dict[str, float]:
         """Applies the gradients of _model_gradients (one Adam step); returns the loss's terms."""
         # Watched, not clipped: a three-goal run that had learnt collapsed within 100 updates
-        # when the model's loss jumped (docs/results/comparison/README.md); this says whether a
-        # gradient spike came first.
+        # when the model's loss jumped (docs/results/comparison/README.md); this, and its peak
+        # between TensorBoard writes (runtime/train.UpdateScalars), says whether a spike came first.
         grad_norm = torch.nn.utils.get_total_norm([p.grad for p in self.model.parameters() if p.grad is not None])
         self.model_optim.step()
         self.model_updates += 1

@@ -42,7 +42,7 @@ from slac_robot.agent.checkpoint import (
 from slac_robot.agent.probe import heldout_probe
 from slac_robot.agent.replay import SequenceReplay
 from slac_robot.runtime.media import write_model_media
-from slac_robot.runtime.train import BEST_POLICY_FILE, Schedule
+from slac_robot.runtime.train import BEST_POLICY_FILE, Schedule, UpdateScalars
 from slac_robot.storage import append_csv_row, describe_write_failure, write_failure
 
 POLICY_FILE = "policy.pt"
@@ -150,7 +150,7 @@ class Learner:
         self.heldout_steps = heldout_steps
         self.pretrained = False
         self._writer = None
-        self._metrics: dict[str, float] = {}
+        self._scalars = UpdateScalars()
         self._rate_mark = (time.monotonic(), 0)
 
     # ----- the loop -----
@@ -220,13 +220,13 @@ class Learner:
         for _ in range(updates):
             if should_stop():
                 return
-            self._metrics.update(self.agent.pretrain_step(self.replay, self.rng, self.schedule.model_batch_size))
+            self._scalars.add(self.agent.pretrain_step(self.replay, self.rng, self.schedule.model_batch_size))
         self.pretrained = True
         self.publish(self.agent, self.replay.total_steps)
 
     def update(self) -> None:
         s = self.schedule
-        self._metrics.update(self.agent.train_step(self.replay, self.rng, s.model_batch_size, s.sac_batch_size))
+        self._scalars.add(self.agent.train_step(self.replay, self.rng, s.model_batch_size, s.sac_batch_size))
 
     # ----- logging -----
     @property
@@ -239,7 +239,7 @@ class Learner:
 
     def _log(self) -> None:
         step = self.replay.total_steps
-        for name, value in self._metrics.items():
+        for name, value in self._scalars.take().items():
             self.writer.add_scalar(name, value, step)
         now, updates = time.monotonic(), self.agent.sac_updates
         then, before = self._rate_mark

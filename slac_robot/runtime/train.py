@@ -205,6 +205,31 @@ class SessionHalted(RuntimeError):
     """The session cannot go on by itself (a fault that needs a person, and none answered)."""
 
 
+class UpdateScalars:
+    """The updates' scalars between two TensorBoard writes: each one's newest value, and for the
+    signals of a collapse (PEAKS) also its maximum over the interval, as `<name>_max`: a
+    one-update spike falls between two writes of the newest value."""
+
+    PEAKS = ("model/grad_norm", "model/reward_nll", "sac/critic_loss")
+
+    def __init__(self):
+        self.newest: dict[str, float] = {}
+        self.peaks: dict[str, float] = {}
+
+    def add(self, metrics: dict[str, float]) -> None:
+        """Takes one update's metrics (name -> value)."""
+        self.newest.update(metrics)
+        for name in self.PEAKS:
+            if name in metrics:
+                self.peaks[name] = max(self.peaks.get(name, -math.inf), metrics[name])
+
+    def take(self) -> dict[str, float]:
+        """The scalars to write now (the newest values and the peaks); the peaks start over."""
+        scalars = {**self.newest, **{f"{name}_max": value for name, value in self.peaks.items()}}
+        self.peaks = {}
+        return scalars
+
+
 def _every(count: int, every: int) -> bool:
     return every > 0 and count % every == 0
 
@@ -291,7 +316,7 @@ class Trainer:
                                          env.observation_space["image"].shape, vector_dims(env.observation_space))
         self.fps = env.metadata.get("render_fps", 10)
         self._writer = None
-        self._last_metrics: dict[str, float] = {}
+        self._scalars = UpdateScalars()
         self.last_eval: EvalResult | None = None
         # (success rate, mean return) of best_policy.pt: the file is the record, so that a resumed
         # run, whose checkpoint may be older than the file, never replaces it with a worse policy.
@@ -496,15 +521,15 @@ class Trainer:
                       disable=not self.show_progress, leave=False):
             if stop is not None:
                 stop.check()
-            self._last_metrics.update(self.agent.pretrain_step(self.replay, self.rng, self.schedule.model_batch_size))
+            self._scalars.add(self.agent.pretrain_step(self.replay, self.rng, self.schedule.model_batch_size))
         self.progress.pretrained = True
 
     def _update(self) -> None:
         s = self.schedule
-        self._last_metrics.update(self.agent.train_step(self.replay, self.rng, s.model_batch_size, s.sac_batch_size))
+        self._scalars.add(self.agent.train_step(self.replay, self.rng, s.model_batch_size, s.sac_batch_size))
 
     def _log_scalars(self) -> None:
-        for name, value in self._last_metrics.items():
+        for name, value in self._scalars.take().items():
             self.writer.add_scalar(name, value, self.progress.env_steps)
 
     @property
