@@ -98,6 +98,21 @@ def load_checkpoint(path: pathlib.Path) -> dict[str, Any]:
     return verified(path, state, "checkpoint")
 
 
+def load_policy_file(path: pathlib.Path, what: str = "policy file") -> dict[str, Any]:
+    """Reads and verifies a policy file (`{"policy": weights, ...}`: a learner's policy.pt, a
+    run's best_policy.pt) without its digest entry. A missing file raises FileNotFoundError; an
+    unreadable, damaged or foreign one CorruptCheckpoint, naming it as `what`."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # torch raises several types for damaged files
+        raise CorruptCheckpoint(f"{what} {path} is unreadable ({type(error).__name__}: {first_line(error)})") from None
+    if not isinstance(state, dict) or "policy" not in state:
+        raise CorruptCheckpoint(f"{what} {path} is not a published policy (no 'policy' entry)")
+    return verified(path, state, what)
+
+
 def verified(path: pathlib.Path, state: dict[str, Any], what: str) -> dict[str, Any]:
     """state (as read from path) without its digest entry, after checking the digest and that
     every tensor is finite; CorruptCheckpoint names path and what is wrong."""

@@ -30,14 +30,13 @@ from slac_robot.agent.checkpoint import (
     CorruptCheckpoint,
     NonFiniteWeights,
     checkpoint_path,
-    first_line,
     list_checkpoints,
     load_checkpoint,
     load_latest_checkpoint,
+    load_policy_file,
     prune_checkpoints,
     save_checkpoint,
     set_aside,
-    verified,
 )
 from slac_robot.agent.probe import heldout_probe
 from slac_robot.agent.replay import SequenceReplay
@@ -57,15 +56,7 @@ def publish_policy(run_dir: pathlib.Path, agent: Agent, env_steps: int) -> None:
 def read_policy_file(path: pathlib.Path) -> dict[str, Any]:
     """The policy weights of a published policy file, verified (digest, finite weights);
     CorruptCheckpoint names the file when it cannot be trusted."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as error:  # torch raises several types for damaged files
-        raise CorruptCheckpoint(f"policy file {path} is unreadable ({type(error).__name__}: {first_line(error)})") from None
-    if not isinstance(state, dict) or "policy" not in state:
-        raise CorruptCheckpoint(f"policy file {path} is not a published policy (no 'policy' entry)")
-    return verified(path, state, "policy file")["policy"]
+    return load_policy_file(path)["policy"]
 
 
 class PolicySubscriber:

@@ -38,11 +38,10 @@ from slac_robot.agent.base import Agent
 from slac_robot.agent.checkpoint import (
     CorruptCheckpoint,
     checkpoint_path,
-    first_line,
+    load_policy_file,
     prune_checkpoints,
     save_checkpoint,
     set_aside,
-    verified,
 )
 from slac_robot.agent.history import vector_dims
 from slac_robot.agent.policy import make_history
@@ -243,16 +242,12 @@ def best_evaluation(path: pathlib.Path) -> tuple[float, float] | None:
     if not path.is_file():
         return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        figures = float(state["success_rate"]), float(state["mean_return"])
-    except Exception as error:  # torch raises several types for damaged files
-        reason = f"best policy file {path} is unreadable ({type(error).__name__}: {first_line(error)})"
-    else:
-        try:
-            verified(path, state, "best policy file")
-            return figures
-        except CorruptCheckpoint as error:
-            reason = str(error)
+        state = load_policy_file(path, "best policy file")
+        return float(state["success_rate"]), float(state["mean_return"])
+    except CorruptCheckpoint as error:
+        reason = str(error)
+    except KeyError as error:
+        reason = f"best policy file {path} holds no {error} entry"
     set_aside(path, f"{reason}; the next evaluation writes a new one")
     return None
 
